@@ -1,0 +1,13 @@
+# Every dependency is a Debian 12 package (see README "Dependencies"); nothing is downloaded.
+find_package(PkgConfig REQUIRED)
+find_package(Threads REQUIRED)
+find_package(OpenSSL 3 REQUIRED)          # libcrypto: SHA-256 (SHA-NI through EVP)
+find_package(SQLite3 REQUIRED)            # metadata, WAL
+find_package(zstd CONFIG REQUIRED)        # manifest compression
+find_package(nlohmann_json 3.11 CONFIG REQUIRED)
+find_package(CLI11 CONFIG REQUIRED)
+find_package(fmt CONFIG REQUIRED)
+pkg_check_modules(XXHASH REQUIRED IMPORTED_TARGET libxxhash)   # XXH3-128
+if(TREESNAP_BUILD_TESTS)
+  find_package(GTest CONFIG REQUIRED)
+endif()

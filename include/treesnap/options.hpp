@@ -1,0 +1,50 @@
+// Options of the store and of each operation, with their defaults.
+#pragma once
+
+#include <string>
+
+namespace treesnap {
+
+enum class DigestAlgorithm {
+  sha256,    // default: equals the OCI blob digest, so a push needs no re-hash
+  xxh3_128,  // ~10x faster to compute; not collision-resistant: trusted single-tenant stores only
+};
+
+// When the store forces data to stable storage. See the comment block in store/object_store.cpp.
+enum class SyncPolicy {
+  batch,       // default: one syncfs() of the store's file system before a snapshot commits
+  per_object,  // fsync every object and its directory as it is published
+  none,        // never sync: for scratch stores and benchmarks; a crash may lose snapshots
+};
+
+enum class Strategy {
+  automatic,  // hardlink read-only files, reflink the rest where possible, else copy
+  reflink,
+  hardlink,
+  copy,
+};
+
+const char* to_string(Strategy strategy) noexcept;
+const char* to_string(DigestAlgorithm algorithm) noexcept;
+const char* to_string(SyncPolicy policy) noexcept;
+
+struct StoreOptions {
+  bool create = true;                               // create the store when missing
+  DigestAlgorithm digest = DigestAlgorithm::sha256;  // used only when creating
+  SyncPolicy sync = SyncPolicy::batch;
+  unsigned threads = 0;  // worker threads for hashing and copying; 0 = one per core
+};
+
+struct SnapshotOptions {
+  std::string name;             // "name" or "name:tag" (tag defaults to "latest")
+  bool replace = false;         // point an existing name at the new snapshot
+  bool cross_devices = false;   // descend into other mounted file systems
+};
+
+struct RestoreOptions {
+  Strategy strategy = Strategy::automatic;
+};
+
+struct VerifyOptions {};
+
+}  // namespace treesnap

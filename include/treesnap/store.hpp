@@ -1,0 +1,130 @@
+// treesnap's public API: a content-addressed store of directory-tree snapshots.
+//
+//   auto store = treesnap::Store::open("/var/lib/treesnap", {});
+//   auto snap = store->snapshot("./env", {.name = "myenv:v1"});
+//   auto done = store->restore("myenv:v1", "./out", {});
+//
+// Thread safety: a Store is immutable after open; every call opens its own database connection,
+// so one Store may be used from several threads, and several processes may share a store
+// directory. Calls block; none spawns work that outlives it.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "treesnap/entry.hpp"
+#include "treesnap/options.hpp"
+#include "treesnap/result.hpp"
+
+namespace treesnap {
+
+struct SnapshotSummary {
+  std::string name;             // "name:tag"
+  std::string id;               // hex of the manifest digest (the snapshot's identity)
+  std::string manifest_digest;  // "sha256:<hex>" or "xxh3-128:<hex>"
+  std::uint64_t entries = 0;    // every entry, directories included
+  std::uint64_t files = 0;      // regular files (hardlinks not counted twice)
+  std::uint64_t bytes = 0;      // logical bytes of those files
+  std::uint64_t new_objects = 0;   // objects this snapshot added to the store
+  std::uint64_t new_bytes = 0;     // logical bytes of those objects
+  std::uint64_t hashed_files = 0;  // files read and hashed (the rest came from the stat cache)
+  std::int64_t created_ns = 0;
+  std::int64_t last_used_ns = 0;
+  double seconds = 0;  // duration of the call that produced it (snapshot only)
+};
+
+struct StrategyCount {
+  std::uint64_t files = 0;
+  std::uint64_t bytes = 0;
+};
+
+// A file that did not get the strategy first chosen for it, and why.
+struct Fallback {
+  std::string path;
+  Strategy from = Strategy::hardlink;
+  Strategy to = Strategy::copy;
+  int sys_errno = 0;
+};
+
+struct RestoreSummary {
+  std::string name;
+  std::string id;
+  std::filesystem::path target;
+  std::uint64_t entries = 0;
+  StrategyCount hardlinked;
+  StrategyCount reflinked;
+  StrategyCount copied;
+  std::uint64_t empty_files = 0;      // created fresh, never linked
+  std::uint64_t bytes_written = 0;    // data bytes written to the target file system
+  std::uint64_t bytes_shared = 0;     // data bytes shared with the store (link or reflink)
+  std::vector<Fallback> fallbacks;    // the first kMaxReportedFallbacks
+  std::uint64_t fallback_count = 0;   // all of them
+  double seconds = 0;
+  static constexpr std::size_t kMaxReportedFallbacks = 20;
+};
+
+struct BadObject {
+  std::string digest;  // "sha256:<hex>"
+  std::string path;    // path of the file inside the store
+  std::string reason;  // "digest mismatch", "missing", "size mismatch", …
+};
+
+struct VerifySummary {
+  std::uint64_t objects = 0;   // objects re-hashed (manifests and link variants included)
+  std::uint64_t bytes = 0;     // logical bytes re-hashed
+  std::vector<BadObject> bad;  // empty when the store is intact
+  double seconds = 0;
+};
+
+class Store {
+ public:
+  // Opens the store at `dir`, creating it (with options.digest) when it does not exist and
+  // options.create is set. Fails with `invalid` if `dir` holds something that is not a store,
+  // `corrupt` if its metadata does not parse, `unsupported` for a newer store format.
+  static Result<Store> open(const std::filesystem::path& dir, const StoreOptions& options);
+
+  // The store a CLI uses when none is named: $TREESNAP_STORE, else /var/lib/treesnap for root,
+  // else $XDG_DATA_HOME/treesnap, else ~/.local/share/treesnap.
+  static std::filesystem::path default_path();
+
+  Store(Store&&) noexcept;
+  Store& operator=(Store&&) noexcept;
+  ~Store();
+
+  const std::filesystem::path& path() const;
+  DigestAlgorithm digest_algorithm() const;
+
+  // Snapshots the tree at `source` under options.name. The snapshot is visible only after every
+  // object it needs is durable (per the store's SyncPolicy). Fails with `exists` when the name is
+  // taken (unless options.replace), `io` naming the path for an unreadable or vanishing file.
+  Result<SnapshotSummary> snapshot(const std::filesystem::path& source,
+                                   const SnapshotOptions& options) const;
+
+  // Restores snapshot `name` ("name:tag", or an id prefix) into `target`, which must not exist or
+  // be an empty directory. The tree is built in a temporary sibling and renamed into place, so a
+  // failure leaves no partial tree under `target`. Fails with `invalid` for a hostile manifest
+  // (nothing written), `exists` for a non-empty target, `corrupt` for a damaged object.
+  Result<RestoreSummary> restore(const std::string& name, const std::filesystem::path& target,
+                                 const RestoreOptions& options) const;
+
+  // Every snapshot, sorted by name.
+  Result<std::vector<SnapshotSummary>> list() const;
+  // One snapshot by "name:tag" or id prefix; `not_found` or `invalid` (ambiguous prefix).
+  Result<SnapshotSummary> show(const std::string& name) const;
+  // The manifest entries of a snapshot, in manifest order.
+  Result<std::vector<Entry>> entries(const std::string& name) const;
+  // Removes the name. Objects stay until garbage collection (a later issue) removes orphans.
+  Result<void> remove(const std::string& name) const;
+  // Re-hashes every object and link variant; damage is reported in the summary, not as an error.
+  Result<VerifySummary> verify(const VerifyOptions& options) const;
+
+ private:
+  struct Impl;
+  explicit Store(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> m_impl;
+};
+
+}  // namespace treesnap

@@ -1,0 +1,24 @@
+// Turning the library's summaries into the CLI's human text and --json documents.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include "treesnap/store.hpp"
+
+namespace treesnap::cli {
+
+std::string human_bytes(std::uint64_t bytes);
+// JSON-safe form of raw path bytes: valid UTF-8 as is, otherwise each byte as the Latin-1 code
+// point of the same value.
+std::string json_string(std::string_view bytes);
+std::string rfc3339(std::int64_t ns);
+
+nlohmann::json to_json(const SnapshotSummary& s);
+nlohmann::json to_json(const RestoreSummary& r);
+nlohmann::json to_json(const VerifySummary& v);
+nlohmann::json to_json(const Entry& e, DigestAlgorithm algorithm);
+
+std::string to_text(const SnapshotSummary& s);
+std::string to_text(const RestoreSummary& r);
+
+}  // namespace treesnap::cli

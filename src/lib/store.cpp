@@ -1,0 +1,167 @@
+// The public Store: opens the layers below and forwards each call to its module.
+#include "treesnap/store.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
+#include <fmt/format.h>
+
+#include "core/digest.hpp"
+#include "core/entry_path.hpp"
+#include "core/manifest.hpp"
+#include "meta/database.hpp"
+#include "restore/restorer.hpp"
+#include "snapshot/snapshotter.hpp"
+#include "store/layout.hpp"
+#include "store/object_store.hpp"
+#include "util/thread_pool.hpp"
+#include "verify/verifier.hpp"
+
+namespace treesnap {
+
+struct Store::Impl {
+  std::filesystem::path path;
+  std::string db_path;
+  StoreOptions options;
+  ObjectStore objects;
+  unsigned threads;
+
+  Result<Database> db() const { return Database::open(db_path, false); }
+
+  // "name:tag", "name" (tag latest), or a unique prefix of a snapshot id.
+  Result<SnapshotRecord> resolve(Database& db, const std::string& text) const {
+    auto names = parse_snapshot_name(text);
+    if (names) {
+      TRY(auto found, db.find_snapshot(names->first, names->second));
+      if (found) return *found;
+    }
+    bool hex = text.size() >= 4 && text.find_first_not_of("0123456789abcdef") == std::string::npos;
+    if (hex) {
+      TRY(auto matches, db.find_by_id_prefix(text));
+      if (matches.size() == 1) return matches.front();
+      if (matches.size() > 1)
+        return std::unexpected(make_error(ErrorCode::invalid, fmt::format("snapshot id prefix {} is ambiguous", text)));
+    }
+    return std::unexpected(make_error(ErrorCode::not_found, fmt::format("no snapshot named {}", text)));
+  }
+
+  Result<Manifest> load_manifest(const SnapshotRecord& record) const {
+    TRY(auto bytes, objects.read_verified(record.manifest));
+    TRY(auto manifest, decode_manifest(bytes));
+    if (manifest.algorithm != objects.algorithm())
+      return std::unexpected(make_error(ErrorCode::corrupt, "manifest digest algorithm differs from the store's"));
+    return manifest;
+  }
+
+  SnapshotSummary summarize(const SnapshotRecord& r) const {
+    SnapshotSummary s;
+    s.name = r.name + ":" + r.tag;
+    s.id = to_hex(r.manifest);
+    s.manifest_digest = digest_text(objects.algorithm(), r.manifest);
+    s.entries = r.entries;
+    s.files = r.files;
+    s.bytes = r.bytes;
+    s.new_objects = r.new_objects;
+    s.new_bytes = r.new_bytes;
+    s.created_ns = r.created_ns;
+    s.last_used_ns = r.last_used_ns;
+    return s;
+  }
+};
+
+std::filesystem::path Store::default_path() {
+  if (const char* env = std::getenv("TREESNAP_STORE"); env && *env) return env;
+  if (::geteuid() == 0) return "/var/lib/treesnap";
+  if (const char* xdg = std::getenv("XDG_DATA_HOME"); xdg && *xdg) return std::filesystem::path(xdg) / "treesnap";
+  const char* home = std::getenv("HOME");
+  return std::filesystem::path(home && *home ? home : ".") / ".local/share/treesnap";
+}
+
+Result<Store> Store::open(const std::filesystem::path& dir, const StoreOptions& options) {
+  std::string db_path = (dir / layout::k_database).string();
+  struct stat st {};
+  const bool exists = ::stat(db_path.c_str(), &st) == 0;
+  if (!exists) {
+    if (!options.create)
+      return std::unexpected(make_error(ErrorCode::not_found, fmt::format("no treesnap store at {}", dir.string())));
+    // Refuse to turn an unrelated, non-empty directory into a store.
+    std::error_code ec;
+    if (std::filesystem::exists(dir, ec) && !std::filesystem::is_empty(dir, ec))
+      return std::unexpected(make_error(ErrorCode::invalid,
+                                        fmt::format("{} is not empty and is not a treesnap store", dir.string())));
+    TRY_VOID(mkdir_p(dir.string(), 0700));
+  }
+  TRY(auto db, Database::open(db_path, !exists));
+  if (!exists) TRY_VOID(db.set_info_if_absent("digest", to_string(options.digest)));
+  TRY(auto recorded, db.get_info("digest"));
+  if (!recorded) return std::unexpected(make_error(ErrorCode::corrupt, "store records no digest algorithm"));
+  TRY(auto algorithm, parse_algorithm(*recorded));
+  TRY(auto objects, ObjectStore::open(dir.string(), algorithm, options.sync, !exists));
+  auto impl = std::make_unique<Impl>(Impl{dir, db_path, options, std::move(objects),
+                                          options.threads ? options.threads : default_thread_count()});
+  return Store(std::move(impl));
+}
+
+Store::Store(std::unique_ptr<Impl> impl) : m_impl(std::move(impl)) {}
+Store::Store(Store&&) noexcept = default;
+Store& Store::operator=(Store&&) noexcept = default;
+Store::~Store() = default;
+
+const std::filesystem::path& Store::path() const { return m_impl->path; }
+DigestAlgorithm Store::digest_algorithm() const { return m_impl->objects.algorithm(); }
+
+Result<SnapshotSummary> Store::snapshot(const std::filesystem::path& source, const SnapshotOptions& options) const {
+  TRY(auto db, m_impl->db());
+  return take_snapshot(m_impl->objects, db, source, options, m_impl->threads);
+}
+
+Result<RestoreSummary> Store::restore(const std::string& name, const std::filesystem::path& target,
+                                      const RestoreOptions& options) const {
+  TRY(auto db, m_impl->db());
+  TRY(auto record, m_impl->resolve(db, name));
+  TRY(auto manifest, m_impl->load_manifest(record));
+  TRY_VOID(validate_manifest(manifest));
+  TRY(auto summary, restore_tree(m_impl->objects, manifest, target, options, m_impl->threads));
+  summary.name = record.name + ":" + record.tag;
+  summary.id = to_hex(record.manifest);
+  TRY_VOID(db.touch_snapshot(record.row_id, now_ns()));
+  return summary;
+}
+
+Result<std::vector<SnapshotSummary>> Store::list() const {
+  TRY(auto db, m_impl->db());
+  TRY(auto records, db.list_snapshots());
+  std::vector<SnapshotSummary> out;
+  for (const auto& r : records) out.push_back(m_impl->summarize(r));
+  return out;
+}
+
+Result<SnapshotSummary> Store::show(const std::string& name) const {
+  TRY(auto db, m_impl->db());
+  TRY(auto record, m_impl->resolve(db, name));
+  return m_impl->summarize(record);
+}
+
+Result<std::vector<Entry>> Store::entries(const std::string& name) const {
+  TRY(auto db, m_impl->db());
+  TRY(auto record, m_impl->resolve(db, name));
+  TRY(auto manifest, m_impl->load_manifest(record));
+  return std::move(manifest.entries);
+}
+
+Result<void> Store::remove(const std::string& name) const {
+  TRY(auto db, m_impl->db());
+  TRY(auto record, m_impl->resolve(db, name));
+  TRY(auto removed, db.remove_snapshot(record.name, record.tag));
+  if (!removed) return std::unexpected(make_error(ErrorCode::not_found, fmt::format("no snapshot named {}", name)));
+  return {};
+}
+
+Result<VerifySummary> Store::verify(const VerifyOptions&) const {
+  TRY(auto db, m_impl->db());
+  return verify_store(m_impl->objects, db, m_impl->threads);
+}
+
+}  // namespace treesnap

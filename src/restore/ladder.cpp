@@ -1,0 +1,68 @@
+#include "restore/ladder.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+namespace treesnap {
+
+Result<RungOutcome> rung_hardlink(const ObjectStore& store, const Entry& entry, int dir_fd,
+                                  const std::string& name, PairCapabilities& caps) {
+  if (!caps.can_link.load(std::memory_order_relaxed)) return RungOutcome{false, EXDEV};
+  TRY(auto source, store.link_source(entry));
+  if (::linkat(source.dir_fd, source.name.c_str(), dir_fd, name.c_str(), 0) == 0) return RungOutcome{true, 0};
+  int err = errno;
+  if (err == EXDEV) caps.can_link = false;
+  if (err == EXDEV || err == EMLINK || err == EPERM) return RungOutcome{false, err};
+  return std::unexpected(os_error(err, fmt::format("link {:?}", entry.path)));
+}
+
+Result<RungOutcome> rung_reflink(const ObjectStore& store, const Entry& entry, int dst_fd,
+                                 PairCapabilities& caps) {
+  if (!caps.can_reflink.load(std::memory_order_relaxed)) return RungOutcome{false, EOPNOTSUPP};
+  TRY(auto source, store.open_object(entry.digest));
+  // A clone cannot be verified without reading it; the size check catches the most common damage
+  // (a truncated object) at the cost of one fstat.
+  TRY(auto st, stat_fd(source.get(), entry.path));
+  if (static_cast<std::uint64_t>(st.st_size) != entry.size)
+    return std::unexpected(make_error(ErrorCode::corrupt,
+                                      fmt::format("object for {:?} has size {}, expected {}; run treesnap verify",
+                                                  entry.path, st.st_size, entry.size)));
+  int err = reflink_fd(source.get(), dst_fd);
+  if (err == 0) return RungOutcome{true, 0};
+  if (err == EOPNOTSUPP || err == ENOTTY || err == EXDEV) caps.can_reflink = false;
+  if (err == EOPNOTSUPP || err == EINVAL || err == ENOTTY || err == EXDEV) return RungOutcome{false, err};
+  return std::unexpected(os_error(err, fmt::format("reflink {:?}", entry.path)));
+}
+
+Result<void> rung_copy(const ObjectStore& store, const Entry& entry, int dst_fd) {
+  return store.copy_verified(entry.digest, entry.size, dst_fd, entry.path);
+}
+
+Result<void> apply_metadata_fd(int fd, const Entry& entry, bool is_root) {
+  if (is_root && ::fchown(fd, entry.uid, entry.gid) != 0)
+    return std::unexpected(os_error(errno, fmt::format("chown {:?}", entry.path)));
+  if (::fchmod(fd, entry.mode) != 0) return std::unexpected(os_error(errno, fmt::format("chmod {:?}", entry.path)));
+  TRY_VOID(write_xattrs_fd(fd, entry.xattrs, entry.path));
+  struct timespec times[2] = {from_ns(entry.mtime_ns), from_ns(entry.mtime_ns)};
+  if (::futimens(fd, times) != 0) return std::unexpected(os_error(errno, fmt::format("set mtime {:?}", entry.path)));
+  return {};
+}
+
+Result<void> apply_metadata_at(int dir_fd, const std::string& name, const Entry& entry, bool is_root) {
+  const bool is_symlink = entry.type == EntryType::symlink;
+  if (is_root && ::fchownat(dir_fd, name.c_str(), entry.uid, entry.gid, AT_SYMLINK_NOFOLLOW) != 0)
+    return std::unexpected(os_error(errno, fmt::format("chown {:?}", entry.path)));
+  // Symlink modes are meaningless on Linux and cannot be set.
+  if (!is_symlink && ::fchmodat(dir_fd, name.c_str(), entry.mode, 0) != 0)
+    return std::unexpected(os_error(errno, fmt::format("chmod {:?}", entry.path)));
+  TRY_VOID(write_xattrs_at(dir_fd, name, entry.xattrs));
+  struct timespec times[2] = {from_ns(entry.mtime_ns), from_ns(entry.mtime_ns)};
+  if (::utimensat(dir_fd, name.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0)
+    return std::unexpected(os_error(errno, fmt::format("set mtime {:?}", entry.path)));
+  return {};
+}
+
+}  // namespace treesnap

@@ -1,0 +1,44 @@
+// The restore ladder: one rung per way of materialising a file's content. Each rung reports
+// `done` or `fall_back` with the errno that made it step down; every other error surfaces with
+// the path (STYLE 8). Fallback happens only on the errors named in each rung.
+#pragma once
+
+#include <atomic>
+
+#include "store/object_store.hpp"
+#include "treesnap/entry.hpp"
+
+namespace treesnap {
+
+struct RungOutcome {
+  bool done = false;
+  int sys_errno = 0;  // why it fell back
+};
+
+// What this restore learned about the (store, target) pair; shared by all workers so that a
+// capability that failed once is not retried for every file.
+struct PairCapabilities {
+  std::atomic<bool> can_link{true};
+  std::atomic<bool> can_reflink{true};
+  bool is_root = false;
+};
+
+// Hardlinks `name` in `dir_fd` to a store inode with exactly the entry's metadata.
+// Falls back on EXDEV, EMLINK, EPERM.
+Result<RungOutcome> rung_hardlink(const ObjectStore& store, const Entry& entry, int dir_fd,
+                                  const std::string& name, PairCapabilities& caps);
+
+// Clones the object into the open, empty `dst_fd`. Falls back on EOPNOTSUPP, EINVAL, ENOTTY
+// (FICLONE unsupported) and EXDEV.
+Result<RungOutcome> rung_reflink(const ObjectStore& store, const Entry& entry, int dst_fd,
+                                 PairCapabilities& caps);
+
+// Copies the object into `dst_fd`, verifying its digest on the way; the last rung.
+Result<void> rung_copy(const ObjectStore& store, const Entry& entry, int dst_fd);
+
+// Owner (when root), then mode (so set-id bits survive the chown), xattrs, and mtime last.
+Result<void> apply_metadata_fd(int fd, const Entry& entry, bool is_root);
+// The same for an entry that cannot be opened for writing (symlink, fifo, device).
+Result<void> apply_metadata_at(int dir_fd, const std::string& name, const Entry& entry, bool is_root);
+
+}  // namespace treesnap

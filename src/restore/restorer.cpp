@@ -1,0 +1,267 @@
+#include "restore/restorer.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <mutex>
+#include <random>
+
+#include <fmt/format.h>
+
+#include "core/entry_path.hpp"
+#include "restore/ladder.hpp"
+#include "util/thread_pool.hpp"
+
+namespace treesnap {
+namespace {
+
+// Consecutive entries handed to one worker: siblings, so it works in one directory at a time.
+constexpr std::size_t k_restore_batch = 32;
+
+struct Target {
+  UniqueFd parent_fd;
+  std::string name;       // final name in the parent
+  std::string temp_name;  // ".<name>.treesnap-<random>"
+  bool replace_empty_dir = false;
+};
+
+Result<bool> is_empty_dir(int parent_fd, const std::string& name) {
+  TRY(auto fd, open_dir(parent_fd, name));
+  DIR* dir = ::fdopendir(fd.release());
+  if (!dir) return std::unexpected(os_error(errno, "opendir " + name));
+  bool empty = true;
+  while (auto* d = ::readdir(dir)) {
+    std::string_view n(d->d_name);
+    if (n != "." && n != "..") {
+      empty = false;
+      break;
+    }
+  }
+  ::closedir(dir);
+  return empty;
+}
+
+Result<Target> prepare_target(const std::filesystem::path& target) {
+  std::error_code ec;
+  std::filesystem::path absolute = std::filesystem::absolute(target, ec).lexically_normal();
+  if (ec) return std::unexpected(os_error(ec.value(), "resolve " + target.string()));
+  if (!absolute.has_filename()) absolute = absolute.parent_path();
+  Target t;
+  t.name = absolute.filename().string();
+  if (t.name.empty() || absolute == absolute.root_path())
+    return std::unexpected(make_error(ErrorCode::invalid, "restore target must name a directory to create: " + target.string()));
+  std::string parent = absolute.parent_path().string();
+  TRY_VOID(mkdir_p(parent, 0755));
+  TRY(t.parent_fd, open_at(AT_FDCWD, parent, O_RDONLY | O_DIRECTORY));
+  struct stat st {};
+  if (::fstatat(t.parent_fd.get(), t.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+    if (!S_ISDIR(st.st_mode))
+      return std::unexpected(make_error(ErrorCode::exists, fmt::format("restore target {} exists and is not a directory", absolute.string())));
+    TRY(auto empty, is_empty_dir(t.parent_fd.get(), t.name));
+    if (!empty)
+      return std::unexpected(make_error(ErrorCode::exists, fmt::format("restore target {} is not empty", absolute.string())));
+    t.replace_empty_dir = true;
+  } else if (errno != ENOENT) {
+    return std::unexpected(os_error(errno, "stat " + absolute.string()));
+  }
+  t.temp_name = fmt::format(".{}.treesnap-{:08x}", t.name, std::random_device{}());
+  TRY_VOID(mkdir_at(t.parent_fd.get(), t.temp_name, 0700));
+  return t;
+}
+
+class Restorer {
+ public:
+  Restorer(const ObjectStore& store, const Manifest& manifest, const RestoreOptions& options, unsigned threads)
+      : m_store(store), m_entries(manifest.entries), m_options(options), m_threads(threads) {
+    m_caps.is_root = ::geteuid() == 0;
+  }
+
+  Result<void> run(int root_fd, dev_t target_dev) {
+    m_root_fd = root_fd;
+    struct stat store_st {};
+    if (::fstat(m_store.root_fd(), &store_st) == 0 && store_st.st_dev != target_dev)
+      m_caps.can_link = false;  // link(2) across file systems is always EXDEV: don't try per file
+    TRY_VOID(create_entries());
+    TRY_VOID(fill_contents());
+    TRY_VOID(link_in_tree());
+    return finish_directories();
+  }
+
+  RestoreSummary& summary() { return m_summary; }
+
+ private:
+  bool wants_link(const Entry& e) const {
+    if (m_options.strategy == Strategy::hardlink) return true;
+    // auto: only files nobody may write, so a shared inode cannot be changed through this tree.
+    return m_options.strategy == Strategy::automatic && (e.mode & 0222) == 0;
+  }
+
+  void record_fallback(const Entry& e, Strategy from, Strategy to, int err) {
+    std::lock_guard lock(m_mutex);
+    m_summary.fallback_count += 1;
+    if (m_summary.fallbacks.size() < RestoreSummary::kMaxReportedFallbacks)
+      m_summary.fallbacks.push_back({e.path, from, to, err});
+  }
+
+  void count(StrategyCount& c, const Entry& e, bool shared) {
+    std::lock_guard lock(m_mutex);
+    c.files += 1;
+    c.bytes += e.size;
+    (shared ? m_summary.bytes_shared : m_summary.bytes_written) += e.size;
+  }
+
+  // Pass 1, one thread, manifest order: directories, special files, empty files and hardlinks to
+  // the store. A stack of open directory fds follows the depth-first order, so every call is an
+  // *at() call on the parent's fd.
+  Result<void> create_entries() {
+    std::vector<std::pair<std::string_view, UniqueFd>> stack;
+    TRY(auto root_dup, open_dir(m_root_fd, "."));
+    stack.emplace_back(std::string_view(), std::move(root_dup));
+    for (std::size_t i = 1; i < m_entries.size(); ++i) {
+      const Entry& e = m_entries[i];
+      std::string_view parent = parent_path(e.path);
+      while (stack.back().first != parent) stack.pop_back();
+      const int dir_fd = stack.back().second.get();
+      const std::string name(base_name(e.path));
+      switch (e.type) {
+        case EntryType::directory: {
+          TRY_VOID(mkdir_at(dir_fd, name, 0700));
+          TRY(auto child, open_dir(dir_fd, name));
+          stack.emplace_back(std::string_view(e.path), std::move(child));
+          break;
+        }
+        case EntryType::symlink:
+          if (::symlinkat(e.link_target.c_str(), dir_fd, name.c_str()) != 0)
+            return std::unexpected(os_error(errno, fmt::format("symlink {:?}", e.path)));
+          TRY_VOID(apply_metadata_at(dir_fd, name, e, m_caps.is_root));
+          break;
+        case EntryType::fifo:
+        case EntryType::char_device:
+        case EntryType::block_device: {
+          mode_t kind = e.type == EntryType::fifo ? S_IFIFO : e.type == EntryType::char_device ? S_IFCHR : S_IFBLK;
+          if (::mknodat(dir_fd, name.c_str(), kind | 0600, static_cast<dev_t>(e.rdev)) != 0)
+            return std::unexpected(os_error(errno, fmt::format("mknod {:?}", e.path)));
+          TRY_VOID(apply_metadata_at(dir_fd, name, e, m_caps.is_root));
+          break;
+        }
+        case EntryType::hardlink: m_in_tree_links.push_back(i); break;
+        case EntryType::file: TRY_VOID(create_file(dir_fd, name, i)); break;
+      }
+    }
+    return {};
+  }
+
+  Result<void> create_file(int dir_fd, const std::string& name, std::size_t index) {
+    const Entry& e = m_entries[index];
+    if (e.size == 0) {  // never shared: one empty inode for many names invites cross-talk
+      TRY(auto fd, open_at(dir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600));
+      TRY_VOID(apply_metadata_fd(fd.get(), e, m_caps.is_root));
+      std::lock_guard lock(m_mutex);
+      m_summary.empty_files += 1;
+      return {};
+    }
+    if (wants_link(e)) {
+      TRY(auto linked, rung_hardlink(m_store, e, dir_fd, name, m_caps));
+      if (linked.done) {
+        count(m_summary.hardlinked, e, true);
+        return {};
+      }
+      const Strategy next = m_options.strategy == Strategy::copy ? Strategy::copy : Strategy::reflink;
+      record_fallback(e, Strategy::hardlink, next, linked.sys_errno);
+    }
+    m_data_jobs.push_back(index);
+    return {};
+  }
+
+  // Pass 2, in parallel: files whose bytes are cloned or copied.
+  Result<void> fill_contents() {
+    return parallel_for(m_data_jobs.size(), m_threads, k_restore_batch, [&](std::size_t i) -> Result<void> {
+      const Entry& e = m_entries[m_data_jobs[i]];
+      TRY(auto fd, open_beneath(m_root_fd, e.path, O_WRONLY | O_CREAT | O_EXCL, 0600));
+      bool cloned = false;
+      if (m_options.strategy != Strategy::copy) {
+        TRY(auto outcome, rung_reflink(m_store, e, fd.get(), m_caps));
+        cloned = outcome.done;
+        if (!cloned) record_fallback(e, Strategy::reflink, Strategy::copy, outcome.sys_errno);
+      }
+      if (cloned) {
+        count(m_summary.reflinked, e, true);
+      } else {
+        TRY_VOID(rung_copy(m_store, e, fd.get()));
+        count(m_summary.copied, e, false);
+      }
+      return apply_metadata_fd(fd.get(), e, m_caps.is_root);
+    });
+  }
+
+  // Pass 3: other names of in-tree hardlinks, now that every first name exists.
+  Result<void> link_in_tree() {
+    for (std::size_t i : m_in_tree_links) {
+      const Entry& e = m_entries[i];
+      const Entry& primary = m_entries[e.link_index];
+      if (::linkat(m_root_fd, primary.path.c_str(), m_root_fd, e.path.c_str(), 0) != 0)
+        return std::unexpected(os_error(errno, fmt::format("link {:?} to {:?}", e.path, primary.path)));
+    }
+    return {};
+  }
+
+  // Pass 4: directory metadata, children before parents, so adding entries cannot bump an mtime
+  // already set and a read-only directory is filled before it becomes read-only.
+  Result<void> finish_directories() {
+    for (std::size_t i = m_entries.size(); i-- > 0;) {
+      const Entry& e = m_entries[i];
+      if (e.type != EntryType::directory) continue;
+      if (i == 0) {
+        TRY_VOID(apply_metadata_fd(m_root_fd, e, m_caps.is_root));
+        continue;
+      }
+      TRY(auto fd, open_beneath(m_root_fd, e.path, O_RDONLY | O_DIRECTORY));
+      TRY_VOID(apply_metadata_fd(fd.get(), e, m_caps.is_root));
+    }
+    return {};
+  }
+
+  const ObjectStore& m_store;
+  const std::vector<Entry>& m_entries;
+  const RestoreOptions& m_options;
+  unsigned m_threads;
+  int m_root_fd = -1;
+  PairCapabilities m_caps;
+  std::vector<std::size_t> m_data_jobs;
+  std::vector<std::size_t> m_in_tree_links;
+  std::mutex m_mutex;  // guards m_summary from the workers
+  RestoreSummary m_summary;
+};
+
+}  // namespace
+
+Result<RestoreSummary> restore_tree(const ObjectStore& store, const Manifest& manifest,
+                                    const std::filesystem::path& target,
+                                    const RestoreOptions& options, unsigned threads) {
+  const std::int64_t start = now_ns();
+  TRY(auto t, prepare_target(target));
+  auto restored = [&]() -> Result<RestoreSummary> {
+    TRY(auto root, open_dir(t.parent_fd.get(), t.temp_name));
+    TRY(auto root_st, stat_fd(root.get(), t.temp_name));
+    Restorer restorer(store, manifest, options, threads);
+    TRY_VOID(restorer.run(root.get(), root_st.st_dev));
+    // Into place in one step: an empty directory is replaced, anything else that appeared in the
+    // meantime makes the rename fail rather than be overwritten.
+    unsigned flags = t.replace_empty_dir ? 0 : RENAME_NOREPLACE;
+    if (::renameat2(t.parent_fd.get(), t.temp_name.c_str(), t.parent_fd.get(), t.name.c_str(), flags) != 0)
+      return std::unexpected(os_error(errno, "move restored tree into place at " + target.string()));
+    return std::move(restorer.summary());
+  }();
+  if (!restored) {
+    (void)remove_tree(t.parent_fd.get(), t.temp_name);
+    return restored;
+  }
+  restored->target = std::filesystem::absolute(target).lexically_normal();
+  restored->entries = manifest.entries.size();
+  restored->seconds = static_cast<double>(now_ns() - start) / 1e9;
+  return restored;
+}
+
+}  // namespace treesnap

@@ -1,0 +1,176 @@
+#include "snapshot/snapshotter.hpp"
+
+#include <fcntl.h>
+
+#include <atomic>
+#include <cstring>
+#include <mutex>
+#include <unordered_set>
+
+#include <fmt/format.h>
+
+#include "core/digest.hpp"
+#include "core/manifest.hpp"
+#include "snapshot/walker.hpp"
+#include "util/thread_pool.hpp"
+
+namespace treesnap {
+namespace {
+
+// A file whose ctime is this close to the start of the snapshot may still change within the same
+// clock tick without its stat changing (git's "racy clean" problem), so it is not cached.
+constexpr std::int64_t k_racy_window_ns = 100'000'000;
+
+// Files handed to a worker at a time: siblings, so a thread stays in one directory.
+constexpr std::size_t k_hash_batch = 16;
+
+}  // namespace
+
+Result<std::pair<std::string, std::string>> parse_snapshot_name(const std::string& text) {
+  auto colon = text.rfind(':');
+  std::string name = colon == std::string::npos ? text : text.substr(0, colon);
+  std::string tag = colon == std::string::npos ? "latest" : text.substr(colon + 1);
+  auto valid = [](const std::string& s) {
+    return !s.empty() && s.size() <= 128 && std::all_of(s.begin(), s.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-' || c == '/';
+    });
+  };
+  if (!valid(name) || !valid(tag) || tag.find('/') != std::string::npos)
+    return std::unexpected(make_error(ErrorCode::invalid,
+                                      fmt::format("bad snapshot name {:?}: use name[:tag] with letters, digits, '.', '_', '-' ('/' in the name)", text)));
+  return std::pair{name, tag};
+}
+
+std::string encode_ranges(const std::vector<DataRange>& ranges) {
+  std::string out(ranges.size() * 16, '\0');
+  for (std::size_t i = 0; i < ranges.size(); ++i) {
+    std::memcpy(out.data() + 16 * i, &ranges[i].offset, 8);
+    std::memcpy(out.data() + 16 * i + 8, &ranges[i].length, 8);
+  }
+  return out;
+}
+
+std::vector<DataRange> decode_ranges(std::string_view blob) {
+  std::vector<DataRange> ranges(blob.size() / 16);
+  for (std::size_t i = 0; i < ranges.size(); ++i) {
+    std::memcpy(&ranges[i].offset, blob.data() + 16 * i, 8);
+    std::memcpy(&ranges[i].length, blob.data() + 16 * i + 8, 8);
+  }
+  return ranges;
+}
+
+Result<SnapshotSummary> take_snapshot(const ObjectStore& objects, Database& db,
+                                      const std::filesystem::path& source,
+                                      const SnapshotOptions& options, unsigned threads) {
+  const std::int64_t start = now_ns();
+  TRY(auto names, parse_snapshot_name(options.name));
+  TRY(auto root_fd, open_at(AT_FDCWD, source.string(), O_RDONLY | O_DIRECTORY));
+  TRY(auto existing, db.find_snapshot(names.first, names.second));
+  if (existing && !options.replace)
+    return std::unexpected(make_error(ErrorCode::exists,
+                                      fmt::format("snapshot {}:{} already exists (use --force to replace it)", names.first, names.second)));
+
+  TRY(auto walk, walk_tree(root_fd.get(), WalkOptions{options.cross_devices}));
+  auto& entries = walk.entries;
+
+  // Files the stat cache vouches for need no reading; the rest go to the workers.
+  std::vector<const FileJob*> to_hash;
+  for (const auto& job : walk.files) {
+    Entry& e = entries[job.entry_index];
+    StatRecord key{job.dev, job.ino, e.size, e.mtime_ns, job.ctime_ns, {}, {}};
+    TRY(auto cached, db.lookup_stat(key));
+    if (cached) {
+      e.digest = std::move(cached->digest);
+      e.data_ranges = decode_ranges(cached->ranges);
+    } else {
+      to_hash.push_back(&job);
+    }
+  }
+
+  struct stat store_st {};
+  ::fstat(objects.root_fd(), &store_st);
+  const bool same_fs = store_st.st_dev == walk.root_dev;
+
+  std::mutex mutex;  // guards db, claimed, stat_rows
+  std::unordered_set<std::string> claimed;
+  std::vector<StatRecord> stat_rows;
+  std::atomic<std::uint64_t> new_objects{0}, new_bytes{0};
+  std::atomic<bool> reflink_works{same_fs};
+
+  auto claim = [&](const std::string& digest) {
+    std::lock_guard lock(mutex);
+    if (claimed.contains(digest)) return false;
+    auto known = db.has_object(digest);
+    if (known && *known) return false;
+    claimed.insert(digest);
+    return true;
+  };
+
+  TRY_VOID(parallel_for(to_hash.size(), threads, k_hash_batch, [&](std::size_t i) -> Result<void> {
+    const FileJob& job = *to_hash[i];
+    Entry& e = entries[job.entry_index];
+    auto fd = open_beneath(root_fd.get(), e.path, O_RDONLY | O_NOATIME);
+    if (!fd && fd.error().sys_errno == EPERM)  // O_NOATIME needs ownership
+      fd = open_beneath(root_fd.get(), e.path, O_RDONLY);
+    if (!fd) return std::unexpected(fd.error());
+    TRY(auto ingested, objects.ingest(fd->get(), e.size, job.maybe_sparse, e.mode, e.mtime_ns,
+                                      reflink_works.load(std::memory_order_relaxed), e.path, claim));
+    TRY(auto after, stat_fd(fd->get(), e.path));
+    if (static_cast<std::uint64_t>(after.st_size) != e.size || to_ns(after.st_mtim) != e.mtime_ns ||
+        to_ns(after.st_ctim) != job.ctime_ns)
+      return std::unexpected(make_error(ErrorCode::io, fmt::format("{:?} changed while it was being read; snapshot it again", e.path)));
+    e.digest = std::move(ingested.digest);
+    e.data_ranges = std::move(ingested.ranges);
+    if (ingested.published) {
+      new_objects += 1;
+      new_bytes += e.size;
+    }
+    if (job.ctime_ns < start - k_racy_window_ns) {
+      std::lock_guard lock(mutex);
+      stat_rows.push_back({job.dev, job.ino, e.size, e.mtime_ns, job.ctime_ns, e.digest, encode_ranges(e.data_ranges)});
+    }
+    return {};
+  }));
+
+  Manifest manifest{objects.algorithm(), std::move(entries)};
+  std::string encoded = encode_manifest(manifest);
+  TRY(auto manifest_digest, objects.put_bytes(encoded));
+  // Every object must be durable before the row that makes the snapshot visible.
+  TRY_VOID(objects.sync());
+
+  SnapshotSummary summary;
+  std::vector<ObjectRecord> referenced;
+  std::unordered_set<std::string_view> seen;
+  for (const auto& e : manifest.entries) {
+    summary.entries += 1;
+    if (e.type != EntryType::file) continue;
+    summary.files += 1;
+    summary.bytes += e.size;
+    if (e.size > 0 && seen.insert(e.digest).second) referenced.push_back({e.digest, e.size});
+  }
+  referenced.push_back({manifest_digest, encoded.size()});
+
+  SnapshotRecord record;
+  record.name = names.first;
+  record.tag = names.second;
+  record.manifest = manifest_digest;
+  record.created_ns = record.last_used_ns = now_ns();
+  record.entries = summary.entries;
+  record.files = summary.files;
+  record.bytes = summary.bytes;
+  record.new_objects = new_objects.load();
+  record.new_bytes = new_bytes.load();
+  TRY_VOID(db.commit_snapshot(record, referenced, stat_rows, options.replace));
+
+  summary.name = names.first + ":" + names.second;
+  summary.id = to_hex(manifest_digest);
+  summary.manifest_digest = digest_text(objects.algorithm(), manifest_digest);
+  summary.new_objects = record.new_objects;
+  summary.new_bytes = record.new_bytes;
+  summary.hashed_files = to_hash.size();
+  summary.created_ns = summary.last_used_ns = record.created_ns;
+  summary.seconds = static_cast<double>(now_ns() - start) / 1e9;
+  return summary;
+}
+
+}  // namespace treesnap

@@ -1,0 +1,37 @@
+// Every path inside a store is built here and nowhere else (STYLE 6).
+//
+//   STORE/treesnap.db            SQLite metadata (WAL: -wal and -shm beside it)
+//   STORE/objects/ab/<hex>       content objects and manifests, read-only, holes kept
+//   STORE/variants/ab/<name>     link variants: read-only copies of an object whose mode, owner,
+//                                mtime and xattrs equal a snapshot entry's, handed out as hardlinks
+//   STORE/tmp/                   staging (O_TMPFILE, else named temp files), same file system
+//
+// Sharding: the first byte of the digest (two hex digits) names one of 256 directories, created
+// with the store. A million objects gives ~4,000 names per directory, where ext4's htree and XFS's
+// B+tree directories stay fast; a deeper split would only add a lookup per object.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "treesnap/entry.hpp"
+
+namespace treesnap::layout {
+
+inline constexpr std::string_view k_database = "treesnap.db";
+inline constexpr std::string_view k_objects = "objects";
+inline constexpr std::string_view k_variants = "variants";
+inline constexpr std::string_view k_staging = "tmp";
+
+// "ab/<hex>" relative to objects/.
+std::string object_name(std::string_view digest);
+// "ab/<hex>.<mode octal>.<uid>.<gid>.<mtime ns>[.x<xxh64 of xattrs>]" relative to variants/.
+std::string variant_name(std::string_view digest, const Entry& entry);
+// The 256 shard directory names "00" … "ff".
+std::vector<std::string> shard_names();
+// Parses a file name under objects/ab/ back to raw digest bytes; empty when it is not one.
+std::string digest_from_object_name(std::string_view shard, std::string_view file);
+
+}  // namespace treesnap::layout

@@ -1,0 +1,302 @@
+#include "store/object_store.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <memory>
+#include <random>
+
+#include <fmt/format.h>
+
+#include "core/digest.hpp"
+#include "store/layout.hpp"
+
+namespace treesnap {
+
+// Durability policy (SyncPolicy):
+//   batch (default): objects are written and published without fsync; before a snapshot commits
+//     its database row, one syncfs() flushes the store's file system. A crash before that commit
+//     can leave a published object with lost data, but no committed snapshot refers to it, and a
+//     later publish of the same digest re-hashes any object it finds unrecorded (publish()). This
+//     is OSTree's choice too: one flush per transaction instead of one per file, which on a
+//     journaled file system costs a journal commit each (~100k commits for a Python tree).
+//   per_object: fsync each object before it is linked and its directory after; slow, for stores
+//     shared with tools that read objects without consulting the database.
+//   none: nothing is synced; for scratch stores and benchmarks.
+namespace {
+
+// Files up to this size are read into memory whole, hashed, and written only when new: one read,
+// no wasted write for duplicates. Larger files stream through a staging file.
+constexpr std::uint64_t k_whole_read_limit = 1 << 20;
+constexpr std::size_t k_stream_buffer = 1 << 20;
+
+std::string random_suffix() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  return fmt::format("{:016x}", rng());
+}
+
+char* thread_buffer() {
+  static thread_local std::unique_ptr<char[]> buffer(new char[k_stream_buffer]);
+  return buffer.get();
+}
+
+// Reads the data ranges of `src_fd` into `hasher` (holes as zeros), writing each block to
+// `dst_fd` at the same offset when it is valid. The one loop behind ingest, hash and copy.
+Result<void> stream_ranges(int src_fd, const std::vector<DataRange>& ranges, std::uint64_t size,
+                           Hasher& hasher, int dst_fd, std::string_view what) {
+  char* buffer = thread_buffer();
+  std::uint64_t position = 0;
+  for (const auto& r : ranges) {
+    hasher.update_zeros(r.offset - position);
+    for (std::uint64_t off = r.offset; off < r.offset + r.length;) {
+      auto want = static_cast<std::size_t>(std::min<std::uint64_t>(k_stream_buffer, r.offset + r.length - off));
+      TRY(auto got, pread_full(src_fd, {buffer, want}, off, what));
+      if (got == 0)
+        return std::unexpected(make_error(ErrorCode::corrupt, fmt::format("{:?} is shorter than its recorded size", what)));
+      hasher.update({buffer, got});
+      if (dst_fd >= 0) TRY_VOID(pwrite_full(dst_fd, {buffer, got}, off, what));
+      off += got;
+    }
+    position = r.offset + r.length;
+  }
+  hasher.update_zeros(size - position);
+  if (dst_fd >= 0 && ::ftruncate(dst_fd, static_cast<off_t>(size)) != 0)
+    return std::unexpected(os_error(errno, fmt::format("truncate copy of {:?}", what)));
+  return {};
+}
+
+Result<void> set_object_metadata(int fd, std::uint32_t mode, std::int64_t mtime_ns) {
+  if (::fchmod(fd, mode & 0555) != 0) return std::unexpected(os_error(errno, "chmod staged object"));
+  struct timespec times[2] = {from_ns(mtime_ns), from_ns(mtime_ns)};
+  if (::futimens(fd, times) != 0) return std::unexpected(os_error(errno, "set mtime of staged object"));
+  return {};
+}
+
+}  // namespace
+
+Result<ObjectStore> ObjectStore::open(const std::string& root, DigestAlgorithm algorithm,
+                                      SyncPolicy sync, bool create) {
+  ObjectStore store;
+  store.m_algorithm = algorithm;
+  store.m_sync = sync;
+  if (create) {
+    TRY_VOID(mkdir_p(root, 0700));
+    for (auto dir : {layout::k_objects, layout::k_variants, layout::k_staging}) {
+      std::string path = join_path(root, dir);
+      if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST)
+        return std::unexpected(os_error(errno, "mkdir " + path));
+    }
+    for (auto dir : {layout::k_objects, layout::k_variants}) {
+      for (const auto& shard : layout::shard_names()) {
+        std::string path = join_path(join_path(root, dir), shard);
+        if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST)
+          return std::unexpected(os_error(errno, "mkdir " + path));
+      }
+    }
+  }
+  TRY(store.m_root, open_at(AT_FDCWD, root, O_RDONLY | O_DIRECTORY));
+  TRY(store.m_objects, open_dir(store.m_root.get(), std::string(layout::k_objects)));
+  TRY(store.m_variants, open_dir(store.m_root.get(), std::string(layout::k_variants)));
+  TRY(store.m_staging, open_dir(store.m_root.get(), std::string(layout::k_staging)));
+  return store;
+}
+
+Result<UniqueFd> ObjectStore::stage() const {
+  // O_TMPFILE: an unnamed inode that vanishes if we crash, so staging never leaves litter.
+  int fd = ::openat(m_staging.get(), ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd >= 0) return UniqueFd(fd);
+  if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
+    return std::unexpected(os_error(errno, "create staging file"));
+  // File systems without O_TMPFILE: a named file, unlinked at once; publish links it through
+  // /proc/self/fd the same way.
+  std::string name = "stage-" + random_suffix();
+  TRY(auto named, open_at(m_staging.get(), name, O_RDWR | O_CREAT | O_EXCL, 0600));
+  ::unlinkat(m_staging.get(), name.c_str(), 0);
+  return named;
+}
+
+Result<void> ObjectStore::publish(UniqueFd staged, int dir_fd, const std::string& name,
+                                  std::string_view digest) const {
+  if (m_sync == SyncPolicy::per_object && ::fsync(staged.get()) != 0)
+    return std::unexpected(os_error(errno, "fsync staged object"));
+  std::string proc = fmt::format("/proc/self/fd/{}", staged.get());
+  if (::linkat(AT_FDCWD, proc.c_str(), dir_fd, name.c_str(), AT_SYMLINK_FOLLOW) != 0) {
+    if (errno != EEXIST) return std::unexpected(os_error(errno, "publish " + name));
+    // Someone published this name first. If it holds the right bytes, that is success; if it is
+    // a leftover of a crash that never synced, replace it atomically with ours.
+    auto existing = open_at(dir_fd, name, O_RDONLY | O_NOFOLLOW);
+    if (existing) {
+      TRY(auto st, stat_fd(existing->get(), name));
+      auto hash = hash_fd(existing->get(), static_cast<std::uint64_t>(st.st_size), name);
+      if (hash && *hash == digest) return {};
+    }
+    std::string temp = "replace-" + random_suffix();
+    if (::linkat(AT_FDCWD, proc.c_str(), m_staging.get(), temp.c_str(), AT_SYMLINK_FOLLOW) != 0)
+      return std::unexpected(os_error(errno, "stage replacement of " + name));
+    if (::renameat(m_staging.get(), temp.c_str(), dir_fd, name.c_str()) != 0) {
+      int err = errno;
+      ::unlinkat(m_staging.get(), temp.c_str(), 0);
+      return std::unexpected(os_error(err, "replace damaged " + name));
+    }
+  }
+  if (m_sync == SyncPolicy::per_object) {
+    auto shard = name.substr(0, 2);
+    TRY(auto shard_fd, open_dir(dir_fd, shard));
+    if (::fsync(shard_fd.get()) != 0) return std::unexpected(os_error(errno, "fsync " + shard));
+  }
+  return {};
+}
+
+Result<std::string> ObjectStore::hash_fd(int fd, std::uint64_t size, std::string_view what) const {
+  Hasher hasher(m_algorithm);
+  TRY(auto ranges, data_ranges(fd, size, what));
+  TRY_VOID(stream_ranges(fd, ranges, size, hasher, -1, what));
+  return hasher.finish();
+}
+
+Result<ObjectStore::Ingested> ObjectStore::ingest(int src_fd, std::uint64_t size, bool maybe_sparse,
+                                                  std::uint32_t mode, std::int64_t mtime_ns,
+                                                  bool try_reflink, std::string_view what,
+                                                  const ClaimFn& claim) const {
+  Ingested result;
+  bool sparse = false;
+  if (maybe_sparse && size > 0) {
+    TRY(result.ranges, data_ranges(src_fd, size, what));
+    if (result.ranges.size() == 1 && result.ranges[0].offset == 0 && result.ranges[0].length == size) {
+      result.ranges.clear();  // fewer blocks than bytes (e.g. inline data), but no hole
+    } else {
+      sparse = true;
+      if (result.ranges.empty()) result.ranges.push_back({0, 0});  // all hole: "no data"
+    }
+  }
+
+  if (size <= k_whole_read_limit && !sparse) {
+    char* buffer = thread_buffer();
+    TRY(auto got, read_full(src_fd, {buffer, static_cast<std::size_t>(size)}, what));
+    if (got != size) return std::unexpected(make_error(ErrorCode::io, fmt::format("{}: changed while being read", what)));
+    std::string_view data(buffer, size);
+    result.digest = hash_bytes(m_algorithm, data);
+    if (!claim(result.digest)) return result;
+    TRY(auto staged, stage());
+    TRY_VOID(write_full(staged.get(), data, "staged object"));
+    TRY_VOID(set_object_metadata(staged.get(), mode, mtime_ns));
+    TRY_VOID(publish(std::move(staged), m_objects.get(), layout::object_name(result.digest), result.digest));
+    result.published = true;
+    return result;
+  }
+
+  // Large or sparse: stream into a staging file, cloning when the file systems allow.
+  TRY(auto staged, stage());
+  if (try_reflink && reflink_fd(src_fd, staged.get()) == 0) {
+    TRY(result.digest, hash_fd(staged.get(), size, what));
+  } else {
+    std::vector<DataRange> ranges = result.ranges;
+    if (!sparse) ranges.push_back({0, size});
+    Hasher hasher(m_algorithm);
+    auto streamed = stream_ranges(src_fd, ranges, size, hasher, staged.get(), what);
+    if (!streamed) {
+      if (streamed.error().code == ErrorCode::corrupt)  // the source shrank under us
+        return std::unexpected(make_error(ErrorCode::io, fmt::format("{:?} changed while being read", what)));
+      return std::unexpected(streamed.error());
+    }
+    result.digest = hasher.finish();
+  }
+  if (!claim(result.digest)) return result;
+  TRY_VOID(set_object_metadata(staged.get(), mode, mtime_ns));
+  TRY_VOID(publish(std::move(staged), m_objects.get(), layout::object_name(result.digest), result.digest));
+  result.published = true;
+  return result;
+}
+
+Result<std::string> ObjectStore::put_bytes(std::string_view data) const {
+  std::string digest = hash_bytes(m_algorithm, data);
+  std::string name = layout::object_name(digest);
+  if (::faccessat(m_objects.get(), name.c_str(), F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+    auto existing = read_verified(digest);
+    if (existing) return digest;
+  }
+  TRY(auto staged, stage());
+  TRY_VOID(write_full(staged.get(), data, "staged manifest"));
+  TRY_VOID(set_object_metadata(staged.get(), 0444, now_ns()));
+  TRY_VOID(publish(std::move(staged), m_objects.get(), name, digest));
+  return digest;
+}
+
+Result<UniqueFd> ObjectStore::open_object(std::string_view digest) const {
+  auto fd = open_at(m_objects.get(), layout::object_name(digest), O_RDONLY | O_NOFOLLOW);
+  if (!fd && fd.error().code == ErrorCode::not_found)
+    return std::unexpected(make_error(ErrorCode::corrupt,
+                                      fmt::format("object {} is missing from the store", digest_text(m_algorithm, digest))));
+  return fd;
+}
+
+Result<std::string> ObjectStore::read_verified(std::string_view digest) const {
+  TRY(auto fd, open_object(digest));
+  TRY(auto st, stat_fd(fd.get(), "object"));
+  std::string data(static_cast<std::size_t>(st.st_size), '\0');
+  TRY(auto got, read_full(fd.get(), data, "object"));
+  data.resize(got);
+  if (hash_bytes(m_algorithm, data) != digest)
+    return std::unexpected(make_error(ErrorCode::corrupt,
+                                      fmt::format("object {} does not match its digest", digest_text(m_algorithm, digest))));
+  return data;
+}
+
+Result<ObjectStore::LinkSource> ObjectStore::link_source(const Entry& entry) const {
+  std::string object = layout::object_name(entry.digest);
+  // The object itself serves when its metadata already equals the entry's (the common case:
+  // a read-only file snapshotted by the store's owner), so linking costs no extra inode.
+  if (entry.xattrs.empty()) {
+    auto st = stat_at(m_objects.get(), object);
+    if (st && (st->st_mode & 07777) == entry.mode && st->st_uid == entry.uid &&
+        st->st_gid == entry.gid && to_ns(st->st_mtim) == entry.mtime_ns)
+      return LinkSource{m_objects.get(), object};
+  }
+  std::string name = layout::variant_name(entry.digest, entry);
+  if (::faccessat(m_variants.get(), name.c_str(), F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+    return LinkSource{m_variants.get(), name};
+
+  TRY(auto source, open_object(entry.digest));
+  TRY(auto staged, stage());
+  if (reflink_fd(source.get(), staged.get()) != 0) {
+    TRY(auto ranges, data_ranges(source.get(), entry.size, object));
+    TRY_VOID(copy_ranges(source.get(), staged.get(), entry.size, ranges, CopyMethod::kernel));
+  }
+  if ((entry.uid != ::geteuid() || entry.gid != ::getegid()) &&
+      ::fchown(staged.get(), entry.uid, entry.gid) != 0)
+    return std::unexpected(os_error(errno, "chown link variant " + name));
+  if (::fchmod(staged.get(), entry.mode) != 0)
+    return std::unexpected(os_error(errno, "chmod link variant " + name));
+  TRY_VOID(write_xattrs_fd(staged.get(), entry.xattrs, name));
+  struct timespec times[2] = {from_ns(entry.mtime_ns), from_ns(entry.mtime_ns)};
+  if (::futimens(staged.get(), times) != 0) return std::unexpected(os_error(errno, "set mtime " + name));
+  TRY_VOID(publish(std::move(staged), m_variants.get(), name, entry.digest));
+  return LinkSource{m_variants.get(), name};
+}
+
+Result<void> ObjectStore::copy_verified(std::string_view digest, std::uint64_t size, int dst_fd,
+                                        std::string_view what) const {
+  TRY(auto src, open_object(digest));
+  TRY(auto st, stat_fd(src.get(), what));
+  auto corrupt = [&] {
+    return std::unexpected(make_error(ErrorCode::corrupt,
+                                      fmt::format("object {} (for {:?}) does not match its digest; run treesnap verify",
+                                                  digest_text(m_algorithm, digest), what)));
+  };
+  if (static_cast<std::uint64_t>(st.st_size) != size) return corrupt();
+  TRY(auto ranges, data_ranges(src.get(), size, what));
+  Hasher hasher(m_algorithm);
+  auto streamed = stream_ranges(src.get(), ranges, size, hasher, dst_fd, what);
+  if (!streamed) return streamed.error().code == ErrorCode::corrupt ? corrupt() : std::unexpected(streamed.error());
+  if (hasher.finish() != digest) return corrupt();
+  return {};
+}
+
+Result<void> ObjectStore::sync() const {
+  if (m_sync == SyncPolicy::batch && ::syncfs(m_root.get()) != 0)
+    return std::unexpected(os_error(errno, "syncfs store"));
+  return {};
+}
+
+}  // namespace treesnap

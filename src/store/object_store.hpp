@@ -1,0 +1,83 @@
+// Objects on disk: staging, hashing, atomic publication, link variants. Knows nothing of
+// snapshots or of the database; callers decide what is already stored.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "store/file_clone.hpp"
+#include "treesnap/entry.hpp"
+#include "treesnap/options.hpp"
+#include "util/posix.hpp"
+
+namespace treesnap {
+
+class ObjectStore {
+ public:
+  // Opens the directories of a store, creating them (mode 0700: objects may hold secrets) when
+  // `create` is set.
+  static Result<ObjectStore> open(const std::string& root, DigestAlgorithm algorithm,
+                                  SyncPolicy sync, bool create);
+
+  DigestAlgorithm algorithm() const { return m_algorithm; }
+  int root_fd() const { return m_root.get(); }
+  int objects_fd() const { return m_objects.get(); }
+  int variants_fd() const { return m_variants.get(); }
+
+  // What ingest learned about one file.
+  struct Ingested {
+    std::string digest;
+    bool published = false;          // this call added the object to the store
+    std::vector<DataRange> ranges;   // data ranges when the file has holes, else empty
+  };
+  // Returns true when the caller should store this digest (nobody has it yet); false when the
+  // store already holds it or another writer in this run has claimed it.
+  using ClaimFn = std::function<bool(const std::string& digest)>;
+
+  // Reads `src_fd` once (size bytes, holes as zeros), hashes it, and stores it under its digest
+  // unless `claim` says it is already there. Clones instead of copying when `try_reflink`. The
+  // object's mode is `mode` without write and set-id bits and its mtime is `mtime_ns`, so that a
+  // read-only entry with the same metadata can be hardlinked to the object itself.
+  Result<Ingested> ingest(int src_fd, std::uint64_t size, bool maybe_sparse, std::uint32_t mode,
+                          std::int64_t mtime_ns, bool try_reflink, std::string_view what,
+                          const ClaimFn& claim) const;
+
+  // Stores `data` (a manifest) and returns its digest.
+  Result<std::string> put_bytes(std::string_view data) const;
+  // Reads a whole object and checks its digest: `corrupt` when it does not match.
+  Result<std::string> read_verified(std::string_view digest) const;
+  Result<UniqueFd> open_object(std::string_view digest) const;
+
+  // The relative path under variants_fd() or objects_fd() of an inode whose content is `digest`
+  // and whose mode, owner, mtime and xattrs equal `entry`'s, creating the variant on first need.
+  struct LinkSource {
+    int dir_fd;
+    std::string name;
+  };
+  Result<LinkSource> link_source(const Entry& entry) const;
+
+  // Copies object `digest` into `dst_fd` (holes kept) while hashing it; `corrupt` when the bytes
+  // do not match, so a damaged object never restores silently. Used by restore's copy rung.
+  Result<void> copy_verified(std::string_view digest, std::uint64_t size, int dst_fd,
+                             std::string_view what) const;
+
+  // Makes everything published so far durable, per the SyncPolicy.
+  Result<void> sync() const;
+
+  // Hashes the logical bytes of an open file (holes as zeros).
+  Result<std::string> hash_fd(int fd, std::uint64_t size, std::string_view what) const;
+
+ private:
+  ObjectStore() = default;
+  Result<UniqueFd> stage() const;
+  Result<void> publish(UniqueFd staged, int dir_fd, const std::string& name,
+                       std::string_view digest) const;
+
+  DigestAlgorithm m_algorithm = DigestAlgorithm::sha256;
+  SyncPolicy m_sync = SyncPolicy::batch;
+  UniqueFd m_root, m_objects, m_variants, m_staging;
+};
+
+}  // namespace treesnap
