@@ -135,6 +135,15 @@ Result<std::vector<SnapshotRecord>> query_snapshots(sqlite3* db, const std::stri
 
 }  // namespace
 
+struct Database::StatementCache {
+  std::unique_ptr<Statement> has_object, lookup_stat;
+};
+
+Database::Database(sqlite3* db) : m_db(db), m_cache(std::make_unique<StatementCache>()) {}
+
+Result<void> Database::begin_read() { return exec("BEGIN"); }
+Result<void> Database::end_read() { return exec("COMMIT"); }
+
 Result<Database> Database::open(const std::string& path, bool create) {
   sqlite3* raw = nullptr;
   int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
@@ -167,15 +176,21 @@ Result<Database> Database::open(const std::string& path, bool create) {
   return db;
 }
 
-Database::Database(Database&& other) noexcept : m_db(std::exchange(other.m_db, nullptr)) {}
+Database::Database(Database&& other) noexcept
+    : m_db(std::exchange(other.m_db, nullptr)), m_cache(std::move(other.m_cache)) {}
 Database& Database::operator=(Database&& other) noexcept {
   if (this != &other) {
+    m_cache.reset();
     sqlite3_close(m_db);
     m_db = std::exchange(other.m_db, nullptr);
+    m_cache = std::move(other.m_cache);
   }
   return *this;
 }
-Database::~Database() { sqlite3_close(m_db); }
+Database::~Database() {
+  m_cache.reset();  // statements must be finalized before the connection closes
+  sqlite3_close(m_db);
+}
 
 Result<void> Database::exec(const char* sql) {
   char* message = nullptr;
@@ -205,9 +220,12 @@ Result<void> Database::set_info_if_absent(const std::string& key, const std::str
 }
 
 Result<bool> Database::has_object(const std::string& digest) {
-  Statement s(m_db, "SELECT 1 FROM objects WHERE digest = ?");
-  s.bind_blob(1, digest);
-  return s.step();
+  auto& s = m_cache->has_object;
+  if (!s) s = std::make_unique<Statement>(m_db, "SELECT 1 FROM objects WHERE digest = ?");
+  s->bind_blob(1, digest);
+  auto row = s->step();
+  s->reset();
+  return row;
 }
 
 Result<std::vector<ObjectRecord>> Database::all_objects() {
@@ -222,15 +240,22 @@ Result<std::vector<ObjectRecord>> Database::all_objects() {
 }
 
 Result<std::optional<StatRecord>> Database::lookup_stat(const StatRecord& key) {
-  Statement s(m_db,
-              "SELECT s.digest, s.ranges FROM stat_cache s JOIN objects o ON o.digest = s.digest "
+  auto& s = m_cache->lookup_stat;
+  if (!s)
+    s = std::make_unique<Statement>(
+        m_db, "SELECT s.digest, s.ranges FROM stat_cache s JOIN objects o ON o.digest = s.digest "
               "WHERE s.dev = ? AND s.ino = ? AND s.size = ? AND s.mtime_ns = ? AND s.ctime_ns = ?");
-  s.bind(1, key.dev).bind(2, key.ino).bind(3, key.size).bind(4, key.mtime_ns).bind(5, key.ctime_ns);
-  TRY(auto row, s.step());
-  if (!row) return std::optional<StatRecord>{};
+  s->bind(1, key.dev).bind(2, key.ino).bind(3, key.size).bind(4, key.mtime_ns).bind(5, key.ctime_ns);
+  auto row = s->step();
+  if (!row || !*row) {
+    s->reset();
+    if (!row) return std::unexpected(row.error());
+    return std::optional<StatRecord>{};
+  }
   StatRecord found = key;
-  found.digest = s.blob(0);
-  found.ranges = s.blob(1);
+  found.digest = s->blob(0);
+  found.ranges = s->blob(1);
+  s->reset();
   return std::optional<StatRecord>{std::move(found)};
 }
 
@@ -251,7 +276,8 @@ auto Database::in_transaction(Body body) -> decltype(body()) {
 }
 
 Result<void> Database::commit_snapshot(const SnapshotRecord& snap, const std::vector<ObjectRecord>& objects,
-                                       const std::vector<StatRecord>& stat_rows, bool replace) {
+                                       std::size_t stat_count,
+                                       const std::function<StatRecord(std::size_t)>& stat_row, bool replace) {
   return in_transaction([&]() -> Result<void> {
     TRY(auto existing, find_snapshot(snap.name, snap.tag));
     if (existing) {
@@ -277,7 +303,8 @@ Result<void> Database::commit_snapshot(const SnapshotRecord& snap, const std::ve
     for (const auto& o : objects) TRY_VOID(ref.bind(1, row_id).bind_blob(2, o.digest).run());
     Statement cache(m_db, "INSERT OR REPLACE INTO stat_cache(dev, ino, size, mtime_ns, ctime_ns, digest, ranges) "
                           "VALUES(?, ?, ?, ?, ?, ?, ?)");
-    for (const auto& r : stat_rows) {
+    for (std::size_t i = 0; i < stat_count; ++i) {
+      const StatRecord r = stat_row(i);
       cache.bind(1, r.dev).bind(2, r.ino).bind(3, r.size).bind(4, r.mtime_ns).bind(5, r.ctime_ns);
       TRY_VOID(cache.bind_blob(6, r.digest).bind_blob(7, r.ranges).run());
     }

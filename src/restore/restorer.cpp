@@ -13,6 +13,7 @@
 #include "core/entry_path.hpp"
 #include "restore/ladder.hpp"
 #include "util/thread_pool.hpp"
+#include "util/trace.hpp"
 
 namespace treesnap {
 namespace {
@@ -83,10 +84,15 @@ class Restorer {
     struct stat store_st {};
     if (::fstat(m_store.root_fd(), &store_st) == 0 && store_st.st_dev != target_dev)
       m_caps.can_link = false;  // link(2) across file systems is always EXDEV: don't try per file
+    PhaseTimer timer("restore");
     TRY_VOID(create_entries());
+    timer.phase("create-and-link");
     TRY_VOID(fill_contents());
+    timer.phase("clone-and-copy");
     TRY_VOID(link_in_tree());
-    return finish_directories();
+    TRY_VOID(finish_directories());
+    timer.phase("links-and-directories");
+    return {};
   }
 
   RestoreSummary& summary() { return m_summary; }

@@ -13,6 +13,7 @@
 #include "core/manifest.hpp"
 #include "snapshot/walker.hpp"
 #include "util/thread_pool.hpp"
+#include "util/trace.hpp"
 
 namespace treesnap {
 namespace {
@@ -63,6 +64,7 @@ Result<SnapshotSummary> take_snapshot(const ObjectStore& objects, Database& db,
                                       const std::filesystem::path& source,
                                       const SnapshotOptions& options, unsigned threads) {
   const std::int64_t start = now_ns();
+  PhaseTimer timer("snapshot");
   TRY(auto names, parse_snapshot_name(options.name));
   TRY(auto root_fd, open_at(AT_FDCWD, source.string(), O_RDONLY | O_DIRECTORY));
   TRY(auto existing, db.find_snapshot(names.first, names.second));
@@ -72,8 +74,11 @@ Result<SnapshotSummary> take_snapshot(const ObjectStore& objects, Database& db,
 
   TRY(auto walk, walk_tree(root_fd.get(), WalkOptions{options.cross_devices}));
   auto& entries = walk.entries;
+  timer.phase("walk");
 
-  // Files the stat cache vouches for need no reading; the rest go to the workers.
+  // Files the stat cache vouches for need no reading; the rest go to the workers. One read
+  // transaction covers the lookups here and the workers' has_object calls.
+  TRY_VOID(db.begin_read());
   std::vector<const FileJob*> to_hash;
   for (const auto& job : walk.files) {
     Entry& e = entries[job.entry_index];
@@ -87,13 +92,14 @@ Result<SnapshotSummary> take_snapshot(const ObjectStore& objects, Database& db,
     }
   }
 
+  timer.phase("stat-cache");
   struct stat store_st {};
   ::fstat(objects.root_fd(), &store_st);
   const bool same_fs = store_st.st_dev == walk.root_dev;
 
-  std::mutex mutex;  // guards db, claimed, stat_rows
+  std::mutex mutex;  // guards db, claimed, cacheable
   std::unordered_set<std::string> claimed;
-  std::vector<StatRecord> stat_rows;
+  std::vector<const FileJob*> cacheable;  // hashed files whose stat may go into the cache
   std::atomic<std::uint64_t> new_objects{0}, new_bytes{0};
   std::atomic<bool> reflink_works{same_fs};
 
@@ -127,16 +133,21 @@ Result<SnapshotSummary> take_snapshot(const ObjectStore& objects, Database& db,
     }
     if (job.ctime_ns < start - k_racy_window_ns) {
       std::lock_guard lock(mutex);
-      stat_rows.push_back({job.dev, job.ino, e.size, e.mtime_ns, job.ctime_ns, e.digest, encode_ranges(e.data_ranges)});
+      cacheable.push_back(&job);
     }
     return {};
   }));
 
+  TRY_VOID(db.end_read());
+  timer.phase("hash-and-store");
+
   Manifest manifest{objects.algorithm(), std::move(entries)};
   std::string encoded = encode_manifest(manifest);
   TRY(auto manifest_digest, objects.put_bytes(encoded));
+  timer.phase("manifest");
   // Every object must be durable before the row that makes the snapshot visible.
   TRY_VOID(objects.sync());
+  timer.phase("sync");
 
   SnapshotSummary summary;
   std::vector<ObjectRecord> referenced;
@@ -149,6 +160,7 @@ Result<SnapshotSummary> take_snapshot(const ObjectStore& objects, Database& db,
     if (e.size > 0 && seen.insert(e.digest).second) referenced.push_back({e.digest, e.size});
   }
   referenced.push_back({manifest_digest, encoded.size()});
+  std::string().swap(encoded);  // a 1M-entry manifest is tens of MB: free it before the commit
 
   SnapshotRecord record;
   record.name = names.first;
@@ -160,7 +172,13 @@ Result<SnapshotSummary> take_snapshot(const ObjectStore& objects, Database& db,
   record.bytes = summary.bytes;
   record.new_objects = new_objects.load();
   record.new_bytes = new_bytes.load();
-  TRY_VOID(db.commit_snapshot(record, referenced, stat_rows, options.replace));
+  auto stat_row = [&](std::size_t i) {
+    const FileJob& job = *cacheable[i];
+    const Entry& e = manifest.entries[job.entry_index];
+    return StatRecord{job.dev, job.ino, e.size, e.mtime_ns, job.ctime_ns, e.digest, encode_ranges(e.data_ranges)};
+  };
+  TRY_VOID(db.commit_snapshot(record, referenced, cacheable.size(), stat_row, options.replace));
+  timer.phase("commit");
 
   summary.name = names.first + ":" + names.second;
   summary.id = to_hex(manifest_digest);
