@@ -47,6 +47,7 @@ Result<void> validate_manifest(const Manifest& manifest) {
   const auto& entries = manifest.entries;
   if (entries.empty() || !entries[0].path.empty() || entries[0].type != EntryType::directory)
     return std::unexpected(make_error(ErrorCode::invalid, "manifest: the first entry must be the root directory"));
+  if (entries[0].mode > 07777) return std::unexpected(make_error(ErrorCode::invalid, "manifest root: mode out of range"));
   const std::size_t digest_bytes = digest_size(manifest.algorithm);
   std::unordered_set<std::string_view> directories{""};
   for (std::size_t i = 1; i < entries.size(); ++i) {

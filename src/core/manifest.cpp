@@ -137,7 +137,8 @@ Result<Entry> decode_entry(Reader& r, std::size_t digest_bytes) {
       std::uint64_t previous_end = 0;
       for (std::uint64_t i = 0; i < ranges && !r.failed(); ++i) {
         std::uint64_t gap = r.varint(), length = r.varint();
-        if (gap > e.size || length > e.size || previous_end + gap > e.size - length)
+        // previous_end <= size holds, so these subtractions cannot wrap.
+        if (gap > e.size - previous_end || length > e.size - previous_end - gap)
           return bad("data range outside the file");
         e.data_ranges.push_back({previous_end + gap, length});
         previous_end += gap + length;
@@ -178,33 +179,66 @@ bool path_less(std::string_view a, std::string_view b) noexcept {
 }
 
 std::string encode_manifest(const Manifest& manifest) {
+  // Streamed: entries are encoded into a small buffer and compressed as it fills, so a
+  // million-entry manifest never exists uncompressed in memory.
+  constexpr std::size_t k_flush_at = 1 << 20;
+  ZSTD_CCtx* cctx = ZSTD_createCCtx();
+  ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, k_zstd_level);
+  ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);  // the format's checksum (XXH64)
+  std::string out;
+  auto compress = [&](std::string_view raw, ZSTD_EndDirective mode) {
+    ZSTD_inBuffer in{raw.data(), raw.size(), 0};
+    for (;;) {
+      std::size_t old_size = out.size();
+      out.resize(old_size + ZSTD_CStreamOutSize());
+      ZSTD_outBuffer o{out.data() + old_size, ZSTD_CStreamOutSize(), 0};
+      std::size_t remaining = ZSTD_compressStream2(cctx, &o, &in, mode);
+      out.resize(old_size + o.pos);
+      if (ZSTD_isError(remaining)) return;  // cannot happen with valid parameters
+      bool done = mode == ZSTD_e_end ? remaining == 0 : in.pos == in.size;
+      if (done) return;
+    }
+  };
   Writer w;
   w.bytes(k_magic);
   w.byte(k_manifest_version);
   w.byte(manifest.algorithm == DigestAlgorithm::sha256 ? 0 : 1);
   w.varint(manifest.entries.size());
-  for (const auto& e : manifest.entries) encode_entry(w, e);
-
-  const std::string& raw = w.out();
-  ZSTD_CCtx* cctx = ZSTD_createCCtx();
-  ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, k_zstd_level);
-  ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);  // the format's checksum (XXH64)
-  std::string out(ZSTD_compressBound(raw.size()), '\0');
-  std::size_t n = ZSTD_compress2(cctx, out.data(), out.size(), raw.data(), raw.size());
+  for (const auto& e : manifest.entries) {
+    encode_entry(w, e);
+    if (w.out().size() >= k_flush_at) {
+      compress(w.out(), ZSTD_e_continue);
+      w.out().clear();
+    }
+  }
+  compress(w.out(), ZSTD_e_end);
   ZSTD_freeCCtx(cctx);
-  out.resize(ZSTD_isError(n) ? 0 : n);  // cannot fail with a bound-sized buffer
+  out.shrink_to_fit();
   return out;
 }
 
 Result<Manifest> decode_manifest(std::string_view compressed) {
-  unsigned long long size = ZSTD_getFrameContentSize(compressed.data(), compressed.size());
-  if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size > k_max_decoded_size)
-    return std::unexpected(make_error(ErrorCode::corrupt, "manifest: not a valid zstd frame"));
-  std::string raw(size, '\0');
-  std::size_t n = ZSTD_decompress(raw.data(), raw.size(), compressed.data(), compressed.size());
-  if (ZSTD_isError(n) || n != size)
-    return std::unexpected(make_error(
-        ErrorCode::corrupt, fmt::format("manifest: {}", ZSTD_isError(n) ? ZSTD_getErrorName(n) : "short frame")));
+  // The frame does not record its decoded size (it is streamed), so decode with a ceiling.
+  std::string raw;
+  ZSTD_DCtx* dctx = ZSTD_createDCtx();
+  ZSTD_inBuffer in{compressed.data(), compressed.size(), 0};
+  std::size_t last = 1;
+  while (in.pos < in.size || last != 0) {
+    if (raw.size() > k_max_decoded_size) break;
+    std::size_t old_size = raw.size();
+    raw.resize(old_size + ZSTD_DStreamOutSize());
+    ZSTD_outBuffer o{raw.data() + old_size, ZSTD_DStreamOutSize(), 0};
+    last = ZSTD_decompressStream(dctx, &o, &in);
+    raw.resize(old_size + o.pos);
+    if (ZSTD_isError(last)) {
+      ZSTD_freeDCtx(dctx);
+      return std::unexpected(make_error(ErrorCode::corrupt, fmt::format("manifest: {}", ZSTD_getErrorName(last))));
+    }
+    if (in.pos == in.size && o.pos == 0 && last != 0) break;  // truncated frame: no progress possible
+  }
+  ZSTD_freeDCtx(dctx);
+  if (last != 0 || raw.size() > k_max_decoded_size)
+    return std::unexpected(make_error(ErrorCode::corrupt, "manifest: truncated or oversized zstd frame"));
 
   Reader r(raw);
   if (r.bytes(k_magic.size()) != k_magic)

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include <fmt/format.h>
@@ -40,7 +41,9 @@ struct Store::Impl {
     bool hex = text.size() >= 4 && text.find_first_not_of("0123456789abcdef") == std::string::npos;
     if (hex) {
       TRY(auto matches, db.find_by_id_prefix(text));
-      if (matches.size() == 1) return matches.front();
+      // Names that share one manifest share the id: any of them restores the same tree.
+      auto same_tree = [&](const SnapshotRecord& r) { return r.manifest == matches.front().manifest; };
+      if (!matches.empty() && std::all_of(matches.begin(), matches.end(), same_tree)) return matches.front();
       if (matches.size() > 1)
         return std::unexpected(make_error(ErrorCode::invalid, fmt::format("snapshot id prefix {} is ambiguous", text)));
     }

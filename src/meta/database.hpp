@@ -69,6 +69,11 @@ class Database {
   Result<void> commit_snapshot(const SnapshotRecord& snapshot, const std::vector<ObjectRecord>& objects,
                                std::size_t stat_count, const std::function<StatRecord(std::size_t)>& stat_row,
                                bool replace);
+  // The same with the stat cache rows at hand.
+  Result<void> commit_snapshot(const SnapshotRecord& snapshot, const std::vector<ObjectRecord>& objects,
+                               const std::vector<StatRecord>& stat_rows, bool replace) {
+    return commit_snapshot(snapshot, objects, stat_rows.size(), [&](std::size_t i) { return stat_rows[i]; }, replace);
+  }
 
   Result<std::optional<SnapshotRecord>> find_snapshot(const std::string& name, const std::string& tag);
   // Snapshots whose manifest digest (hex) starts with `prefix`.

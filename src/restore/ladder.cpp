@@ -10,18 +10,18 @@ namespace treesnap {
 
 Result<RungOutcome> rung_hardlink(const ObjectStore& store, const Entry& entry, int dir_fd,
                                   const std::string& name, PairCapabilities& caps) {
-  if (!caps.can_link.load(std::memory_order_relaxed)) return RungOutcome{false, EXDEV};
+  if (int err = caps.link_errno.load(std::memory_order_relaxed)) return RungOutcome{false, err};
   TRY(auto source, store.link_source(entry));
   if (::linkat(source.dir_fd, source.name.c_str(), dir_fd, name.c_str(), 0) == 0) return RungOutcome{true, 0};
   int err = errno;
-  if (err == EXDEV) caps.can_link = false;
+  if (err == EXDEV) caps.link_errno = err;
   if (err == EXDEV || err == EMLINK || err == EPERM) return RungOutcome{false, err};
   return std::unexpected(os_error(err, fmt::format("link {:?}", entry.path)));
 }
 
 Result<RungOutcome> rung_reflink(const ObjectStore& store, const Entry& entry, int dst_fd,
                                  PairCapabilities& caps) {
-  if (!caps.can_reflink.load(std::memory_order_relaxed)) return RungOutcome{false, EOPNOTSUPP};
+  if (int err = caps.reflink_errno.load(std::memory_order_relaxed)) return RungOutcome{false, err};
   TRY(auto source, store.open_object(entry.digest));
   // A clone cannot be verified without reading it; the size check catches the most common damage
   // (a truncated object) at the cost of one fstat.
@@ -32,7 +32,7 @@ Result<RungOutcome> rung_reflink(const ObjectStore& store, const Entry& entry, i
                                                   entry.path, st.st_size, entry.size)));
   int err = reflink_fd(source.get(), dst_fd);
   if (err == 0) return RungOutcome{true, 0};
-  if (err == EOPNOTSUPP || err == ENOTTY || err == EXDEV) caps.can_reflink = false;
+  if (err == EOPNOTSUPP || err == ENOTTY || err == EXDEV) caps.reflink_errno = err;
   if (err == EOPNOTSUPP || err == EINVAL || err == ENOTTY || err == EXDEV) return RungOutcome{false, err};
   return std::unexpected(os_error(err, fmt::format("reflink {:?}", entry.path)));
 }

@@ -17,9 +17,11 @@ struct RungOutcome {
 
 // What this restore learned about the (store, target) pair; shared by all workers so that a
 // capability that failed once is not retried for every file.
+// Each field is 0 while the rung works, else the errno that showed it cannot work here (EXDEV,
+// EOPNOTSUPP…), reported for every later file too.
 struct PairCapabilities {
-  std::atomic<bool> can_link{true};
-  std::atomic<bool> can_reflink{true};
+  std::atomic<int> link_errno{0};
+  std::atomic<int> reflink_errno{0};
   bool is_root = false;
 };
 

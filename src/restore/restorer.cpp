@@ -83,7 +83,7 @@ class Restorer {
     m_root_fd = root_fd;
     struct stat store_st {};
     if (::fstat(m_store.root_fd(), &store_st) == 0 && store_st.st_dev != target_dev)
-      m_caps.can_link = false;  // link(2) across file systems is always EXDEV: don't try per file
+      m_caps.link_errno = EXDEV;  // link(2) across file systems always fails so: don't try per file
     PhaseTimer timer("restore");
     TRY_VOID(create_entries());
     timer.phase("create-and-link");
