@@ -253,7 +253,7 @@ Result<Manifest> decode_manifest(std::string_view compressed) {
   std::uint64_t count = r.varint();
   if (r.failed() || count > r.remaining())
     return std::unexpected(make_error(ErrorCode::corrupt, "manifest: bad entry count"));
-  m.entries.reserve(count);
+
   for (std::uint64_t i = 0; i < count; ++i) {
     TRY(auto entry, decode_entry(r, digest_size(m.algorithm)));
     m.entries.push_back(std::move(entry));

@@ -2,6 +2,7 @@
 // docs/format.md (varint records inside one zstd frame with a content checksum).
 #pragma once
 
+#include <deque>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -14,9 +15,13 @@ namespace treesnap {
 
 inline constexpr std::uint8_t k_manifest_version = 1;
 
+// A deque, not a vector: a million entries grow without the reallocation copy that would double
+// peak memory (the target is under 300 MB for a 1M-entry tree), and references stay valid.
+using EntryList = std::deque<Entry>;
+
 struct Manifest {
   DigestAlgorithm algorithm = DigestAlgorithm::sha256;
-  std::vector<Entry> entries;  // canonical order: entries[0] is the root directory ""
+  EntryList entries;  // canonical order: entries[0] is the root directory ""
 };
 
 // Canonical order: pre-order depth-first, siblings by name bytes. Equivalent to comparing paths

@@ -151,7 +151,8 @@ Result<std::vector<Entry>> Store::entries(const std::string& name) const {
   TRY(auto db, m_impl->db());
   TRY(auto record, m_impl->resolve(db, name));
   TRY(auto manifest, m_impl->load_manifest(record));
-  return std::move(manifest.entries);
+  return std::vector<Entry>(std::make_move_iterator(manifest.entries.begin()),
+                            std::make_move_iterator(manifest.entries.end()));
 }
 
 Result<void> Store::remove(const std::string& name) const {

@@ -230,7 +230,7 @@ class Restorer {
   }
 
   const ObjectStore& m_store;
-  const std::vector<Entry>& m_entries;
+  const EntryList& m_entries;
   const RestoreOptions& m_options;
   unsigned m_threads;
   int m_root_fd = -1;

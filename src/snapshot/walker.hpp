@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "core/manifest.hpp"
+
 #include "treesnap/entry.hpp"
 #include "treesnap/result.hpp"
 
@@ -22,8 +24,8 @@ struct FileJob {
 };
 
 struct WalkResult {
-  std::vector<Entry> entries;  // canonical order, entries[0] is the root ""
-  std::vector<FileJob> files;  // non-empty regular files, first names only
+  EntryList entries;           // canonical order, entries[0] is the root ""
+  std::deque<FileJob> files;   // non-empty regular files, first names only
   std::uint64_t skipped_sockets = 0;
   dev_t root_dev = 0;
 };
