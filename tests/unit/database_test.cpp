@@ -37,11 +37,6 @@ std::string digest(std::string_view first_bytes) {
   return d;
 }
 
-Result<void> commit(Database& db, const SnapshotRecord& r, const std::vector<ObjectRecord>& objects,
-                    const std::vector<StatRecord>& rows, bool replace) {
-  return db.commit_snapshot(r, objects, rows.size(), [&](std::size_t i) { return rows[i]; }, replace);
-}
-
 class DatabaseTest : public test::TempDirTest {
  protected:
   void SetUp() override {
@@ -84,9 +79,9 @@ TEST_F(DatabaseTest, OpenWithoutCreateFailsForAMissingFile) {
 
 TEST_F(DatabaseTest, CommitFindListRemove) {
   const std::string manifest = digest(std::string("\x00\x01", 2));  // a blob with a NUL byte
-  ASSERT_TRUE(ok(commit(db(), record("b", "x", digest("\xbb")), {}, {}, false)));
-  ASSERT_TRUE(ok(commit(db(), record("a", "z", manifest), {{manifest, 99}}, {}, false)));
-  ASSERT_TRUE(ok(commit(db(), record("a", "y", digest("\xaa")), {}, {}, false)));
+  ASSERT_TRUE(ok(db().commit_snapshot(record("b", "x", digest("\xbb")), {}, {}, false)));
+  ASSERT_TRUE(ok(db().commit_snapshot(record("a", "z", manifest), {{manifest, 99}}, {}, false)));
+  ASSERT_TRUE(ok(db().commit_snapshot(record("a", "y", digest("\xaa")), {}, {}, false)));
 
   auto found = db().find_snapshot("a", "z");
   ASSERT_TRUE(ok(found));
@@ -123,21 +118,21 @@ TEST_F(DatabaseTest, CommitFindListRemove) {
 }
 
 TEST_F(DatabaseTest, DuplicateNameFailsWithExistsUnlessReplaced) {
-  ASSERT_TRUE(ok(commit(db(), record("n", "t", digest("\x01")), {{digest("\x0a"), 1}}, {}, false)));
-  auto duplicate = commit(db(), record("n", "t", digest("\x02")), {{digest("\x0b"), 2}}, {}, false);
+  ASSERT_TRUE(ok(db().commit_snapshot(record("n", "t", digest("\x01")), {{digest("\x0a"), 1}}, {}, false)));
+  auto duplicate = db().commit_snapshot(record("n", "t", digest("\x02")), {{digest("\x0b"), 2}}, {}, false);
   EXPECT_TRUE(fails_with(duplicate, ErrorCode::exists));
   EXPECT_EQ((*db().find_snapshot("n", "t"))->manifest, digest("\x01"));
   EXPECT_FALSE(*db().has_object(digest("\x0b"))) << "a refused commit must roll back entirely";
 
-  ASSERT_TRUE(ok(commit(db(), record("n", "t", digest("\x02")), {{digest("\x0b"), 2}}, {}, true)));
+  ASSERT_TRUE(ok(db().commit_snapshot(record("n", "t", digest("\x02")), {{digest("\x0b"), 2}}, {}, true)));
   EXPECT_EQ((*db().find_snapshot("n", "t"))->manifest, digest("\x02"));
   EXPECT_EQ(db().list_snapshots()->size(), 1u);
   EXPECT_TRUE(*db().has_object(digest("\x0b")));
 }
 
 TEST_F(DatabaseTest, ObjectsAreRecordedOnceWithTheirSize) {
-  ASSERT_TRUE(ok(commit(db(), record("a", "1", digest("\x01")), {{digest("\x20"), 5}, {digest("\x10"), 7}}, {}, false)));
-  ASSERT_TRUE(ok(commit(db(), record("a", "2", digest("\x02")), {{digest("\x10"), 7}}, {}, false)));
+  ASSERT_TRUE(ok(db().commit_snapshot(record("a", "1", digest("\x01")), {{digest("\x20"), 5}, {digest("\x10"), 7}}, {}, false)));
+  ASSERT_TRUE(ok(db().commit_snapshot(record("a", "2", digest("\x02")), {{digest("\x10"), 7}}, {}, false)));
   auto objects = db().all_objects();
   ASSERT_TRUE(ok(objects));
   ASSERT_EQ(objects->size(), 2u);
@@ -154,7 +149,7 @@ TEST_F(DatabaseTest, StatCacheHitsOnlyOnAnExactMatchWithTheObjectPresent) {
   const std::string ranges("\x01\x00\x00\x00\x00\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00", 16);
   StatRecord row{11, 22, 33, 44, 55, content, ranges};
   StatRecord orphan{11, 23, 33, 44, 55, digest("\xd0"), {}};  // its object row is never added
-  ASSERT_TRUE(ok(commit(db(), record("s", "t", digest("\x01")), {{content, 33}}, {row, orphan}, false)));
+  ASSERT_TRUE(ok(db().commit_snapshot(record("s", "t", digest("\x01")), {{content, 33}}, {row, orphan}, false)));
 
   auto hit = db().lookup_stat({11, 22, 33, 44, 55, {}, {}});
   ASSERT_TRUE(ok(hit));
@@ -176,9 +171,9 @@ TEST_F(DatabaseTest, StatCacheHitsOnlyOnAnExactMatchWithTheObjectPresent) {
 }
 
 TEST_F(DatabaseTest, FindByIdPrefix) {
-  ASSERT_TRUE(ok(commit(db(), record("p", "1", digest("\xab\xcd")), {}, {}, false)));
-  ASSERT_TRUE(ok(commit(db(), record("p", "2", digest("\xab\xce")), {}, {}, false)));
-  ASSERT_TRUE(ok(commit(db(), record("p", "3", digest("\x12\x34")), {}, {}, false)));
+  ASSERT_TRUE(ok(db().commit_snapshot(record("p", "1", digest("\xab\xcd")), {}, {}, false)));
+  ASSERT_TRUE(ok(db().commit_snapshot(record("p", "2", digest("\xab\xce")), {}, {}, false)));
+  ASSERT_TRUE(ok(db().commit_snapshot(record("p", "3", digest("\x12\x34")), {}, {}, false)));
   EXPECT_EQ(db().find_by_id_prefix("abc")->size(), 2u);
   auto one = db().find_by_id_prefix("abcd");
   ASSERT_TRUE(ok(one));
@@ -191,7 +186,7 @@ TEST_F(DatabaseTest, FindByIdPrefix) {
 }
 
 TEST_F(DatabaseTest, TouchUpdatesLastUsed) {
-  ASSERT_TRUE(ok(commit(db(), record("t", "t", digest("\x01")), {}, {}, false)));
+  ASSERT_TRUE(ok(db().commit_snapshot(record("t", "t", digest("\x01")), {}, {}, false)));
   auto row = (*db().find_snapshot("t", "t"))->row_id;
   ASSERT_TRUE(ok(db().touch_snapshot(row, 42)));
   EXPECT_EQ((*db().find_snapshot("t", "t"))->last_used_ns, 42);
@@ -200,9 +195,9 @@ TEST_F(DatabaseTest, TouchUpdatesLastUsed) {
 TEST_F(DatabaseTest, TwoConnectionsToOneFileSeeEachOther) {
   auto other = Database::open(m_path, false);
   ASSERT_TRUE(ok(other));
-  ASSERT_TRUE(ok(commit(db(), record("one", "t", digest("\x01")), {}, {}, false)));
+  ASSERT_TRUE(ok(db().commit_snapshot(record("one", "t", digest("\x01")), {}, {}, false)));
   EXPECT_TRUE(other->find_snapshot("one", "t")->has_value());
-  ASSERT_TRUE(ok(commit(*other, record("two", "t", digest("\x02")), {}, {}, false)));
+  ASSERT_TRUE(ok(other->commit_snapshot(record("two", "t", digest("\x02")), {}, {}, false)));
   EXPECT_EQ(db().list_snapshots()->size(), 2u);
   EXPECT_TRUE(test::exists_nofollow(m_path + "-wal")) << "the database must be in WAL mode";
 }
@@ -214,7 +209,7 @@ TEST_F(DatabaseTest, ReadTransactionSeesOneSnapshotAndDoesNotBlockWriters) {
   ASSERT_TRUE(ok(other));
   ASSERT_TRUE(ok(db().begin_read()));
   EXPECT_TRUE(db().list_snapshots()->empty());
-  ASSERT_TRUE(ok(commit(*other, record("w", "t", digest("\x01")), {{digest("\x0a"), 1}}, {}, false)));
+  ASSERT_TRUE(ok(other->commit_snapshot(record("w", "t", digest("\x01")), {{digest("\x0a"), 1}}, {}, false)));
   EXPECT_TRUE(db().list_snapshots()->empty());
   EXPECT_FALSE(*db().has_object(digest("\x0a")));
   ASSERT_TRUE(ok(db().end_read()));

@@ -169,9 +169,8 @@ TEST(EntryPathTest, RejectsModeBitsBeyondPermissions) {
   EXPECT_TRUE(rejected_naming(manifest({d}), "d"));
 }
 
-// BUG (src/core/entry_path.cpp, validate_manifest): the loop starts at entry 1, so the root
-// entry's mode is never checked although the contract rejects "mode bits beyond 07777" for every
-// entry. decode_manifest refuses such a mode, so this is reachable only through the internal API.
+// The root is checked apart from the loop over the other entries; its mode once went unchecked.
+// (decode_manifest refuses such a mode too, so only the internal API can produce it.)
 TEST(EntryPathTest, RejectsModeBitsBeyondPermissionsOnTheRoot) {
   Manifest m = manifest({file("f")});
   m.entries[0].mode = 040755;

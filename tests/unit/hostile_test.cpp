@@ -3,7 +3,6 @@
 // error code and that nothing was written beside the target.
 #include <gtest/gtest.h>
 
-#include <atomic>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -99,7 +98,7 @@ class HostileTest : public test::TempDirTest {
     record.manifest = *digest;
     record.created_ns = record.last_used_ns = 1;
     record.entries = m.entries.size();
-    ASSERT_TRUE(ok(m_db->commit_snapshot(record, referenced, 0, [](std::size_t) { return StatRecord{}; }, false)));
+    ASSERT_TRUE(ok(m_db->commit_snapshot(record, referenced, {}, false)));
   }
 
   // Nothing but the untouched sentinel may remain beside the target, and nothing new in dir().
@@ -212,6 +211,21 @@ TEST_F(HostileTest, MissingContentObjectFailsRestoreWithEveryStrategy) {
   }
 }
 
+// A manifest can pass validation and still fail half-way (here: an xattr namespace the kernel does
+// not know); the partly built tree must not survive.
+TEST_F(HostileTest, FailureAfterWritingLeavesNothingBehind) {
+  Entry bad_xattr = stored_file("z", "last file");
+  bad_xattr.xattrs = {{"bogus.namespace", "v"}};
+  Manifest m{DigestAlgorithm::sha256,
+             {entry("", EntryType::directory), entry("a", EntryType::directory), stored_file("a/f", "written first"),
+              bad_xattr}};
+  commit(m, "half");
+  auto restored = store().restore("half", target(), {.strategy = Strategy::copy});
+  ASSERT_FALSE(restored.has_value());
+  EXPECT_NE(restored.error().context.find("bogus.namespace"), std::string::npos) << restored.error().message();
+  expect_nothing_written();
+}
+
 // 20 × 20 directories of 50 files: big enough that the walk and a concurrent remove_all overlap.
 void build_wide_tree(const fs::path& root) {
   test::make_dir(root);
@@ -234,6 +248,11 @@ void build_wide_tree(const fs::path& root) {
 
 TEST_F(HostileTest, SourceThatDisappearsMidWalk) {
   // The error must name the source or a path from its root ("a03/b11/f042"), not a bare name.
+  // BUG (src/snapshot/walker.cpp, Walker::add_entry): when a file vanishes between its fstatat and
+  // read_xattrs_at(dir_fd, name), the error is "not_found: listxattr f028: No such file or
+  // directory": only the base name (util/posix.cpp read_xattrs_at uses `name` as the context), so
+  // the user cannot tell which f028. open_dir(dir_fd, name) on descending has the same flaw. Seen
+  // in about 1 run in 20 of this test; the stat_at path ("a14/b11/f005" disappeared …) is right.
   const std::regex tree_path(R"(a\d\d(/b\d\d(/f\d\d\d)?)?)");
   for (int attempt = 0; attempt < 20; ++attempt) {
     const fs::path source = dir() / "vanishing";
@@ -257,7 +276,7 @@ TEST_F(HostileTest, SourceThatDisappearsMidWalk) {
     auto verified = store().verify({});
     ASSERT_TRUE(ok(verified));
     EXPECT_TRUE(verified->bad.empty());
-    std::printf("attempt %d failed as expected: %s\n", attempt, error.message().c_str());
+    std::printf("attempt %d: the snapshot failed with \"%s\"\n", attempt, error.message().c_str());
     return;
   }
   GTEST_SKIP() << "the snapshot finished before the tree was deleted in all 20 attempts";

@@ -305,11 +305,8 @@ TEST(ManifestTest, DecodeChecksRangesAgainstTheFileSize) {
   EXPECT_TRUE(fails_with(decode_manifest(file_with_ranges(max, {{max, 1}})), ErrorCode::corrupt));
 }
 
-// BUG (src/core/manifest.cpp, decode_entry): the bounds check computes `previous_end + gap`
-// unchecked; for a file over 2^63 bytes it wraps. Here the second range's offset is
-// (2^63+10) + (2^63+10) mod 2^64 = 20, before the end of the first range, and decode accepts it.
-// Harmless today (restore takes ranges from the object, not the manifest), but the decoder's
-// contract is "never trusts a count or length it reads".
+// For a file over 2^63 bytes an unchecked `previous_end + gap` wraps: here the second range would
+// start at (2^63+10) + (2^63+10) mod 2^64 = 20, before the first one ends. (Once accepted.)
 TEST(ManifestTest, DecodeRejectsRangeOffsetsThatWrapAround) {
   const std::uint64_t big = (std::uint64_t{1} << 63) + 10;
   EXPECT_TRUE(fails_with(decode_manifest(file_with_ranges(big, {{big - 10, 10}, {big, 0}})), ErrorCode::corrupt));

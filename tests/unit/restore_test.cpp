@@ -1,0 +1,246 @@
+// Store::restore end to end: every entry type and field survives a round trip, each strategy shares
+// (or does not share) inodes with the store as documented, and targets are handled safely.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include "core/digest.hpp"
+#include "store_fixture.hpp"
+#include "util/posix.hpp"
+
+namespace treesnap {
+namespace {
+
+using test::fails_with;
+using test::ok;
+using test::StoreTest;
+namespace fs = std::filesystem;
+
+constexpr std::int64_t k_t0 = 1'650'000'000'000'000'000;
+
+class RestoreTest : public StoreTest {
+ protected:
+  // Every entry type a restore handles without devices, with unusual metadata on each.
+  void build_full_tree() {
+    test::set_xattr(src(), "user.root", "top");
+    test::make_dir(src("d"), 0750);
+    test::make_dir(src("d/e"), 0700);
+    test::write_file(src("d/a.txt"), "alpha\n");
+    test::set_xattr(src("d/a.txt"), "user.color", "blue");
+    test::set_xattr(src("d/a.txt"), "user.bin", std::string("\0\xff", 2));
+    test::write_file(src("d-x"), "sorts after d/ but before d0");
+    test::write_file(src("d0"), "zero");
+    test::make_dir(src("rodir"), 0755);
+    test::write_file(src("rodir/f"), "inside a read-only directory");
+    ASSERT_EQ(::chmod(src("rodir").c_str(), 0555), 0);
+    test::write_file(src("h1"), "shared by two names", 0640);
+    ASSERT_EQ(::link(src("h1").c_str(), src("d/h2").c_str()), 0);
+    fs::create_symlink("d/a.txt", src("link"));
+    fs::create_symlink("/nonexistent/target", src("dangle"));
+    test::write_file(src("empty1"), "", 0444);
+    test::write_file(src("empty2"), "", 0444);
+    test::write_file(src("exec"), "#!/bin/sh\n", 0755);
+    test::write_file(src("ro"), "read only", 0444);
+    test::write_file(src("\xff\xfe"), "a name that is not UTF-8", 0644);
+    test::write_file(src("big"), std::string(3 << 20, 'b'));
+    ASSERT_EQ(::mkfifo(src("pipe").c_str(), 0640), 0);
+    ASSERT_EQ(::chmod(src("pipe").c_str(), 0640), 0);
+    for (const char* owned : {"owned", "suid"}) {
+      test::write_file(src(owned), owned, 0600);
+      ASSERT_EQ(::chown(src(owned).c_str(), 1234, 5678), 0);
+    }
+    ASSERT_EQ(::chmod(src("suid").c_str(), 04755), 0);  // after chown, which clears set-id bits
+    {
+      test::write_file(src("sparse"), "");
+      UniqueFd fd(::open(src("sparse").c_str(), O_WRONLY | O_CLOEXEC));
+      ASSERT_EQ(::ftruncate(fd.get(), 8 << 20), 0);
+      ASSERT_EQ(::pwrite(fd.get(), "data", 4, 1 << 20), 4);
+    }
+    // Distinct nanosecond mtimes everywhere; utimensat does not touch the parent's mtime.
+    std::int64_t t = k_t0;
+    for (const auto& [rel, node] : test::scan(src())) test::set_mtime(src(rel), t += 1'000'000'123);
+  }
+};
+
+TEST_F(RestoreTest, RoundTripReproducesEveryEntry) {
+  build_full_tree();
+  const auto before = test::scan(src());
+  auto snap = store().snapshot(src(), {.name = "full"});
+  ASSERT_TRUE(ok(snap));
+  EXPECT_EQ(snap->name, "full:latest");
+  EXPECT_EQ(snap->entries, before.size());
+  EXPECT_EQ(snap->files, 14u);  // the second name of h1 is not counted twice
+  EXPECT_EQ(snap->id.size(), 64u);
+  EXPECT_EQ(snap->manifest_digest, "sha256:" + snap->id);
+
+  auto restored = store().restore("full", dir() / "out", {});
+  ASSERT_TRUE(ok(restored));
+  EXPECT_EQ(restored->entries, before.size());
+  EXPECT_EQ(restored->name, "full:latest");
+  EXPECT_EQ(restored->id, snap->id);
+  const auto after = test::scan(dir() / "out");
+  ASSERT_EQ(after.size(), before.size());
+  for (const auto& [rel, want] : before) {
+    auto it = after.find(rel);
+    ASSERT_NE(it, after.end()) << "missing " << rel;
+    EXPECT_TRUE(it->second.same_as(want)) << '"' << rel << "\": restored " << it->second << "; source " << want;
+  }
+  EXPECT_EQ(after.at("h1").ino, after.at("d/h2").ino) << "in-tree hardlinks must share an inode";
+  EXPECT_EQ(after.at("h1").nlink, 2u);
+  EXPECT_NE(after.at("h1").ino, before.at("h1").ino);
+  EXPECT_LT(after.at("sparse").blocks * 512, 1 << 20) << "holes must survive the restore";
+}
+
+TEST_F(RestoreTest, EmptyFilesNeverShareAnInode) {
+  test::write_file(src("e1"), "", 0444);
+  test::write_file(src("e2"), "", 0444);
+  ASSERT_EQ(::link(src("e1").c_str(), src("e3").c_str()), 0);  // one inode, two names: stays so
+  ASSERT_TRUE(ok(store().snapshot(src(), {.name = "empties"})));
+  auto first = store().restore("empties", dir() / "out1", {});
+  ASSERT_TRUE(ok(first));
+  EXPECT_EQ(first->empty_files, 2u);
+  EXPECT_EQ(first->hardlinked.files, 0u);
+  ASSERT_TRUE(ok(store().restore("empties", dir() / "out2", {.strategy = Strategy::hardlink})));
+  std::set<ino_t> inodes;
+  for (const char* out : {"out1", "out2"}) {
+    for (const char* name : {"e1", "e2"}) {
+      struct stat st = test::lstat_path(dir() / out / name);
+      EXPECT_EQ(st.st_nlink, std::string(name) == "e1" ? 2u : 1u) << out << "/" << name;
+      EXPECT_EQ(st.st_mode & 07777, 0444u);
+      inodes.insert(st.st_ino);
+    }
+    EXPECT_EQ(test::lstat_path(dir() / out / "e3").st_ino, test::lstat_path(dir() / out / "e1").st_ino);
+  }
+  EXPECT_EQ(inodes.size(), 4u);
+}
+
+TEST_F(RestoreTest, AutoHardlinksReadOnlyFilesAndCopiesWritableOnes) {
+  test::write_file(src("ro"), "nobody writes this", 0444);
+  for (const char* rw : {"rw1", "rw2", "rw3"}) test::write_file(src(rw), std::string("writable ") + rw, 0644);
+  ASSERT_TRUE(ok(store().snapshot(src(), {.name = "auto"})));
+  auto restored = store().restore("auto", dir() / "out", {.strategy = Strategy::automatic});
+  ASSERT_TRUE(ok(restored));
+  EXPECT_EQ(restored->hardlinked.files, 1u);
+  EXPECT_EQ(restored->copied.files + restored->reflinked.files, 3u);
+
+  const std::string ro_hex = to_hex(hash_bytes(DigestAlgorithm::sha256, "nobody writes this"));
+  struct stat ro = test::lstat_path(dir() / "out/ro");
+  EXPECT_EQ(ro.st_ino, test::lstat_path(test::object_path(store_dir(), ro_hex)).st_ino)
+      << "a read-only file owned like the object links the object itself";
+  EXPECT_EQ(ro.st_mode & 07777, 0444u);
+  struct stat rw = test::lstat_path(dir() / "out/rw1");
+  EXPECT_EQ(rw.st_nlink, 1u);
+  EXPECT_FALSE(test::store_inodes(store_dir(), "objects").contains(rw.st_ino));
+  EXPECT_FALSE(test::store_inodes(store_dir(), "variants").contains(rw.st_ino));
+  EXPECT_EQ(test::read_file(dir() / "out/rw1"), "writable rw1");
+
+  if (restored->reflinked.files == 0) {  // no FICLONE here (ext4): every writable file fell back
+    EXPECT_EQ(restored->fallback_count, 3u);
+    ASSERT_EQ(restored->fallbacks.size(), 3u);
+    for (const auto& f : restored->fallbacks) {
+      EXPECT_TRUE(f.path.starts_with("rw")) << f.path;
+      EXPECT_EQ(f.from, Strategy::reflink);
+      EXPECT_EQ(f.to, Strategy::copy);
+      EXPECT_NE(f.sys_errno, 0) << f.path;
+      EXPECT_EQ(f.sys_errno, restored->fallbacks[0].sys_errno) << "later files must report the same cause";
+    }
+  }
+}
+
+TEST_F(RestoreTest, ReadOnlyFileWithXattrsLinksAVariantCarryingThem) {
+  test::write_file(src("ro"), "read-only with xattrs", 0444);
+  test::set_xattr(src("ro"), "user.k", "v");
+  ASSERT_TRUE(ok(store().snapshot(src(), {.name = "x"})));
+  ASSERT_TRUE(ok(store().restore("x", dir() / "out", {})));
+  struct stat st = test::lstat_path(dir() / "out/ro");
+  EXPECT_TRUE(test::store_inodes(store_dir(), "variants").contains(st.st_ino));
+  EXPECT_EQ(test::list_xattrs(dir() / "out/ro"), (std::vector<Xattr>{{"user.k", "v"}}));
+}
+
+TEST_F(RestoreTest, CopyStrategySharesNoInodeWithTheStore) {
+  test::write_file(src("ro"), "read-only data", 0444);
+  test::write_file(src("rw"), "writable data", 0644);
+  ASSERT_EQ(::link(src("ro").c_str(), src("ro2").c_str()), 0);
+  ASSERT_TRUE(ok(store().snapshot(src(), {.name = "copy"})));
+  auto restored = store().restore("copy", dir() / "out", {.strategy = Strategy::copy});
+  ASSERT_TRUE(ok(restored));
+  EXPECT_EQ(restored->hardlinked.files, 0u);
+  EXPECT_EQ(restored->reflinked.files, 0u);
+  EXPECT_EQ(restored->copied.files, 2u);
+  EXPECT_EQ(restored->bytes_written, 27u);
+  EXPECT_EQ(restored->bytes_shared, 0u);
+  auto objects = test::store_inodes(store_dir(), "objects");
+  auto variants = test::store_inodes(store_dir(), "variants");
+  for (const char* name : {"ro", "ro2", "rw"}) {
+    ino_t ino = test::lstat_path(dir() / "out" / name).st_ino;
+    EXPECT_FALSE(objects.contains(ino) || variants.contains(ino)) << name;
+  }
+  EXPECT_EQ(test::lstat_path(dir() / "out/ro").st_ino, test::lstat_path(dir() / "out/ro2").st_ino);
+}
+
+// The hardlink strategy shares even writable files with the store, so a write through the restored
+// tree damages the variant; verify must then name it.
+TEST_F(RestoreTest, HardlinkStrategySharesAVariantThatVerifyWatches) {
+  test::write_file(src("rw"), "writable, linked on request", 0640);
+  ASSERT_TRUE(ok(store().snapshot(src(), {.name = "hard"})));
+  auto restored = store().restore("hard", dir() / "out", {.strategy = Strategy::hardlink});
+  ASSERT_TRUE(ok(restored));
+  EXPECT_EQ(restored->hardlinked.files, 1u);
+  struct stat rw = test::lstat_path(dir() / "out/rw");
+  EXPECT_TRUE(test::store_inodes(store_dir(), "variants").contains(rw.st_ino));
+  EXPECT_EQ(rw.st_mode & 07777, 0640u);
+
+  test::flip_byte(dir() / "out/rw", 0);
+  auto report = store().verify({});
+  ASSERT_TRUE(ok(report));
+  ASSERT_EQ(report->bad.size(), 1u);
+  const std::string hex = to_hex(hash_bytes(DigestAlgorithm::sha256, "writable, linked on request"));
+  EXPECT_TRUE(report->bad[0].path.starts_with("variants/" + hex.substr(0, 2) + "/" + hex + ".640."))
+      << report->bad[0].path;
+  EXPECT_EQ(report->bad[0].digest, "sha256:" + hex);
+}
+
+TEST_F(RestoreTest, Targets) {
+  test::write_file(src("f"), "content");
+  auto snap = store().snapshot(src(), {.name = "t"});
+  ASSERT_TRUE(ok(snap));
+
+  test::make_dir(dir() / "full");
+  test::write_file(dir() / "full/keep", "mine");
+  EXPECT_TRUE(fails_with(store().restore("t", dir() / "full", {}), ErrorCode::exists));
+  EXPECT_EQ(test::list_dir(dir() / "full"), std::vector<std::string>{"keep"});
+  EXPECT_EQ(test::read_file(dir() / "full/keep"), "mine");
+
+  test::write_file(dir() / "a_file", "x");
+  EXPECT_TRUE(fails_with(store().restore("t", dir() / "a_file", {}), ErrorCode::exists));
+  EXPECT_EQ(test::read_file(dir() / "a_file"), "x");
+
+  test::make_dir(dir() / "empty");
+  ASSERT_TRUE(ok(store().restore("t", dir() / "empty", {})));
+  EXPECT_EQ(test::read_file(dir() / "empty/f"), "content");
+
+  ASSERT_TRUE(ok(store().restore("t", dir() / "new/parents", {})));
+  EXPECT_EQ(test::read_file(dir() / "new/parents/f"), "content");
+
+  ASSERT_TRUE(ok(store().restore("t", dir() / "slash/", {})));
+  EXPECT_EQ(test::read_file(dir() / "slash/f"), "content");
+
+  ASSERT_TRUE(ok(store().restore(snap->id.substr(0, 8), dir() / "by_id", {})));
+  EXPECT_EQ(test::read_file(dir() / "by_id/f"), "content");
+  for (const auto& name : test::list_dir(dir())) EXPECT_FALSE(name.starts_with(".")) << name;
+}
+
+TEST_F(RestoreTest, FailedRestoreLeavesNoTempSibling) {
+  test::write_file(src("f"), "will be damaged");
+  ASSERT_TRUE(ok(store().snapshot(src(), {.name = "t"})));
+  test::flip_byte(test::object_path(store_dir(), to_hex(hash_bytes(DigestAlgorithm::sha256, "will be damaged"))), 0);
+  test::make_dir(dir() / "parent");
+  auto restored = store().restore("t", dir() / "parent/out", {.strategy = Strategy::copy});
+  ASSERT_TRUE(fails_with(restored, ErrorCode::corrupt));
+  EXPECT_NE(restored.error().context.find("\"f\""), std::string::npos) << restored.error().message();
+  EXPECT_TRUE(test::list_dir(dir() / "parent").empty()) << "neither out nor .out.treesnap-* may remain";
+}
+
+}  // namespace
+}  // namespace treesnap
