@@ -38,13 +38,17 @@ Result<RungOutcome> rung_reflink(const ObjectStore& store, const Entry& entry, i
 }
 
 Result<void> rung_copy(const ObjectStore& store, const Entry& entry, int dst_fd) {
-  return store.copy_verified(entry.digest, entry.size, dst_fd, entry.path);
+  return store.copy_verified(entry.digest, entry.size, entry.data_ranges, dst_fd, entry.path);
 }
 
-Result<void> apply_metadata_fd(int fd, const Entry& entry, bool is_root) {
-  if (is_root && ::fchown(fd, entry.uid, entry.gid) != 0)
+Result<void> apply_metadata_fd(int fd, const Entry& entry, bool is_root, const FreshFile* fresh) {
+  const bool chown_needed = is_root && (!fresh || fresh->uid != entry.uid || fresh->gid != entry.gid);
+  if (chown_needed && ::fchown(fd, entry.uid, entry.gid) != 0)
     return std::unexpected(os_error(errno, fmt::format("chown {:?}", entry.path)));
-  if (::fchmod(fd, entry.mode) != 0) return std::unexpected(os_error(errno, fmt::format("chmod {:?}", entry.path)));
+  // After a chown the mode is always set again: chown clears the set-id bits.
+  const bool chmod_needed = chown_needed || !fresh || fresh->mode != entry.mode;
+  if (chmod_needed && ::fchmod(fd, entry.mode) != 0)
+    return std::unexpected(os_error(errno, fmt::format("chmod {:?}", entry.path)));
   TRY_VOID(write_xattrs_fd(fd, entry.xattrs, entry.path));
   struct timespec times[2] = {from_ns(entry.mtime_ns), from_ns(entry.mtime_ns)};
   if (::futimens(fd, times) != 0) return std::unexpected(os_error(errno, fmt::format("set mtime {:?}", entry.path)));

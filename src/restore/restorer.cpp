@@ -3,9 +3,12 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <mutex>
+#include <optional>
+#include <set>
 #include <random>
 
 #include <fmt/format.h>
@@ -84,6 +87,7 @@ class Restorer {
     struct stat store_st {};
     if (::fstat(m_store.root_fd(), &store_st) == 0 && store_st.st_dev != target_dev)
       m_caps.link_errno = EXDEV;  // link(2) across file systems always fails so: don't try per file
+    learn_creation_state();
     PhaseTimer timer("restore");
     TRY_VOID(create_entries());
     timer.phase("create-and-link");
@@ -104,8 +108,34 @@ class Restorer {
     return m_options.strategy == Strategy::automatic && (e.mode & 0222) == 0;
   }
 
+  // Files created in the temporary tree belong to the effective user and to its group, or to the
+  // root's group when the root inherited a set-group-id bit; their mode is the one passed to
+  // open() less the umask. A default ACL inherited from the target's parent would change that, so
+  // then nothing is assumed and every file gets its chown and chmod.
+  void learn_creation_state() {
+    struct stat root_st {};
+    auto mask = process_umask();
+    if (!mask || ::fstat(m_root_fd, &root_st) != 0) return;
+    if (::fgetxattr(m_root_fd, "system.posix_acl_default", nullptr, 0) >= 0) return;
+    const gid_t gid = (root_st.st_mode & S_ISGID) != 0 ? root_st.st_gid : ::getegid();
+    m_creation = FreshFile{::geteuid(), gid, *mask};
+  }
+
+  // The mode to create a file with, and what it then has (nullptr: unknown).
+  static mode_t creation_mode(const Entry& e) { return e.mode & 0777; }
+  std::optional<FreshFile> fresh(const Entry& e) const {
+    if (!m_creation) return std::nullopt;
+    return FreshFile{m_creation->uid, m_creation->gid, creation_mode(e) & ~m_creation->mode};
+  }
+
   void record_fallback(const Entry& e, Strategy from, Strategy to, int err) {
     std::lock_guard lock(m_mutex);
+    // Under auto, a rung the (store, target) pair cannot do at all (EXDEV, no FICLONE) is a fact
+    // about the pair, reported once with the file that showed it, not once per file.
+    const bool pair_wide = err == EXDEV || err == EOPNOTSUPP || err == ENOTTY;
+    if (m_options.strategy == Strategy::automatic && pair_wide) {
+      if (!m_pair_fallbacks_seen.insert({from, err}).second) return;
+    }
     m_summary.fallback_count += 1;
     if (m_summary.fallbacks.size() < RestoreSummary::kMaxReportedFallbacks)
       m_summary.fallbacks.push_back({e.path, from, to, err});
@@ -128,7 +158,11 @@ class Restorer {
     for (std::size_t i = 1; i < m_entries.size(); ++i) {
       const Entry& e = m_entries[i];
       std::string_view parent = parent_path(e.path);
-      while (stack.back().first != parent) stack.pop_back();
+      // validate_manifest's depth-first order keeps the parent on the stack; the check keeps a
+      // broken invariant from becoming undefined behaviour.
+      while (stack.size() > 1 && stack.back().first != parent) stack.pop_back();
+      if (stack.back().first != parent)
+        return std::unexpected(make_error(ErrorCode::invalid, fmt::format("manifest entry {:?}: parent not restored before it", e.path)));
       const int dir_fd = stack.back().second.get();
       const std::string name(base_name(e.path));
       switch (e.type) {
@@ -162,8 +196,9 @@ class Restorer {
   Result<void> create_file(int dir_fd, const std::string& name, std::size_t index) {
     const Entry& e = m_entries[index];
     if (e.size == 0) {  // never shared: one empty inode for many names invites cross-talk
-      TRY(auto fd, open_at(dir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0600));
-      TRY_VOID(apply_metadata_fd(fd.get(), e, m_caps.is_root));
+      TRY(auto fd, open_at(dir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, creation_mode(e)));
+      auto created = fresh(e);
+      TRY_VOID(apply_metadata_fd(fd.get(), e, m_caps.is_root, created ? &*created : nullptr));
       std::lock_guard lock(m_mutex);
       m_summary.empty_files += 1;
       return {};
@@ -185,9 +220,13 @@ class Restorer {
   Result<void> fill_contents() {
     return parallel_for(m_data_jobs.size(), m_threads, k_restore_batch, [&](std::size_t i) -> Result<void> {
       const Entry& e = m_entries[m_data_jobs[i]];
-      TRY(auto fd, open_beneath(m_root_fd, e.path, O_WRONLY | O_CREAT | O_EXCL, 0600));
+      TRY(auto fd, open_beneath(m_root_fd, e.path, O_WRONLY | O_CREAT | O_EXCL, creation_mode(e)));
       bool cloned = false;
-      if (m_options.strategy != Strategy::copy) {
+      // auto treats a pair that cannot clone as a plain copy once the first file has shown it
+      // (and been reported); a forced reflink reports every file that falls back.
+      const bool try_clone = m_options.strategy == Strategy::reflink ||
+                             (m_options.strategy == Strategy::automatic && m_caps.reflink_errno.load() == 0);
+      if (try_clone) {
         TRY(auto outcome, rung_reflink(m_store, e, fd.get(), m_caps));
         cloned = outcome.done;
         if (!cloned) record_fallback(e, Strategy::reflink, Strategy::copy, outcome.sys_errno);
@@ -198,7 +237,8 @@ class Restorer {
         TRY_VOID(rung_copy(m_store, e, fd.get()));
         count(m_summary.copied, e, false);
       }
-      return apply_metadata_fd(fd.get(), e, m_caps.is_root);
+      auto created = fresh(e);
+      return apply_metadata_fd(fd.get(), e, m_caps.is_root, created ? &*created : nullptr);
     });
   }
 
@@ -235,9 +275,11 @@ class Restorer {
   unsigned m_threads;
   int m_root_fd = -1;
   PairCapabilities m_caps;
+  std::optional<FreshFile> m_creation;  // owner of new files; `mode` holds the umask
   std::vector<std::size_t> m_data_jobs;
   std::vector<std::size_t> m_in_tree_links;
-  std::mutex m_mutex;  // guards m_summary from the workers
+  std::set<std::pair<Strategy, int>> m_pair_fallbacks_seen;
+  std::mutex m_mutex;  // guards m_summary and m_pair_fallbacks_seen from the workers
   RestoreSummary m_summary;
 };
 

@@ -40,6 +40,15 @@ class Walker {
     return e;
   }
 
+  // The *at() calls know only the base name; the user needs the path in the tree. A name that
+  // vanished between readdir and its use was removed by someone else while we walked.
+  static Error at_path(Error error, const std::string& path) {
+    if (error.code == ErrorCode::not_found)
+      return make_error(ErrorCode::io, fmt::format("{:?} disappeared during the snapshot", path));
+    error.context = fmt::format("{:?}: {}", path, error.context);
+    return error;
+  }
+
   static Result<std::vector<std::string>> sorted_names(int dir_fd, const std::string& path) {
     // fdopendir takes ownership, so hand it a duplicate and keep dir_fd for the *at() calls.
     int dup_fd = ::fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);
@@ -68,11 +77,7 @@ class Walker {
     for (const auto& name : names) {
       std::string path = join_path(dir_path, name);
       auto st = stat_at(dir_fd, name);
-      if (!st) {
-        if (st.error().code == ErrorCode::not_found)
-          return std::unexpected(make_error(ErrorCode::io, fmt::format("{:?} disappeared during the snapshot", path)));
-        return std::unexpected(st.error());
-      }
+      if (!st) return std::unexpected(at_path(st.error(), path));
       TRY_VOID(add_entry(dir_fd, name, std::move(path), *st));
     }
     return {};
@@ -107,7 +112,7 @@ class Walker {
       case S_IFLNK: {
         std::string target(static_cast<std::size_t>(st.st_size) + 1, '\0');
         ssize_t n = ::readlinkat(dir_fd, name.c_str(), target.data(), target.size());
-        if (n < 0) return std::unexpected(os_error(errno, fmt::format("readlink {:?}", path)));
+        if (n < 0) return std::unexpected(at_path(os_error(errno, "readlink"), path));
         target.resize(static_cast<std::size_t>(n));
         e.type = EntryType::symlink;
         e.link_target = std::move(target);
@@ -125,13 +130,13 @@ class Walker {
     }
     if (e.type != EntryType::hardlink) {
       auto xattrs = read_xattrs_at(dir_fd, name);
-      if (!xattrs) return std::unexpected(xattrs.error());
+      if (!xattrs) return std::unexpected(at_path(xattrs.error(), path));
       e.xattrs = std::move(*xattrs);
     }
     m_result.entries.push_back(std::move(e));
     if (descend) {
       auto child = open_dir(dir_fd, name);
-      if (!child) return std::unexpected(child.error());
+      if (!child) return std::unexpected(at_path(child.error(), path));
       TRY_VOID(walk_dir(child->get(), path));
     }
     return {};

@@ -60,8 +60,10 @@ Result<void> copy_ranges(int src_fd, int dst_fd, std::uint64_t size,
     TRY_VOID(copy_one(src_fd, dst_fd, 0, size));
   } else {
     for (const auto& r : ranges) TRY_VOID(copy_one(src_fd, dst_fd, r.offset, r.length));
-    // Extends over a trailing hole without allocating it.
-    if (::ftruncate(dst_fd, static_cast<off_t>(size)) != 0)
+    // Extends over a trailing hole without allocating it; skipped otherwise, because on XFS
+    // ftruncate() writes the file back first.
+    const auto& last = ranges.back();
+    if (last.offset + last.length < size && ::ftruncate(dst_fd, static_cast<off_t>(size)) != 0)
       return std::unexpected(os_error(errno, "truncate copy target"));
   }
   return {};

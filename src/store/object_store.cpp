@@ -61,7 +61,9 @@ Result<void> stream_ranges(int src_fd, const std::vector<DataRange>& ranges, std
     position = r.offset + r.length;
   }
   hasher.update_zeros(size - position);
-  if (dst_fd >= 0 && ::ftruncate(dst_fd, static_cast<off_t>(size)) != 0)
+  // Only a trailing hole needs a truncate: on XFS ftruncate() writes the file back first, which
+  // made every copy synchronous.
+  if (dst_fd >= 0 && position < size && ::ftruncate(dst_fd, static_cast<off_t>(size)) != 0)
     return std::unexpected(os_error(errno, fmt::format("truncate copy of {:?}", what)));
   return {};
 }
@@ -275,21 +277,20 @@ Result<ObjectStore::LinkSource> ObjectStore::link_source(const Entry& entry) con
   return LinkSource{m_variants.get(), name};
 }
 
-Result<void> ObjectStore::copy_verified(std::string_view digest, std::uint64_t size, int dst_fd,
+Result<void> ObjectStore::copy_verified(std::string_view digest, std::uint64_t size,
+                                        const std::vector<DataRange>& ranges, int dst_fd,
                                         std::string_view what) const {
   TRY(auto src, open_object(digest));
-  TRY(auto st, stat_fd(src.get(), what));
-  auto corrupt = [&] {
+  // The manifest already says where the data is, so no SEEK_DATA/SEEK_HOLE probing of the object;
+  // a short object ends the read early and a wrong one fails the digest.
+  const std::vector<DataRange> whole{{0, size}};
+  Hasher hasher(m_algorithm);
+  auto streamed = stream_ranges(src.get(), ranges.empty() ? whole : ranges, size, hasher, dst_fd, what);
+  if (!streamed && streamed.error().code != ErrorCode::corrupt) return std::unexpected(streamed.error());
+  if (!streamed || hasher.finish() != digest)
     return std::unexpected(make_error(ErrorCode::corrupt,
                                       fmt::format("object {} (for {:?}) does not match its digest; run treesnap verify",
                                                   digest_text(m_algorithm, digest), what)));
-  };
-  if (static_cast<std::uint64_t>(st.st_size) != size) return corrupt();
-  TRY(auto ranges, data_ranges(src.get(), size, what));
-  Hasher hasher(m_algorithm);
-  auto streamed = stream_ranges(src.get(), ranges, size, hasher, dst_fd, what);
-  if (!streamed) return streamed.error().code == ErrorCode::corrupt ? corrupt() : std::unexpected(streamed.error());
-  if (hasher.finish() != digest) return corrupt();
   return {};
 }
 

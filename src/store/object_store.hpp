@@ -58,9 +58,11 @@ class ObjectStore {
   };
   Result<LinkSource> link_source(const Entry& entry) const;
 
-  // Copies object `digest` into `dst_fd` (holes kept) while hashing it; `corrupt` when the bytes
-  // do not match, so a damaged object never restores silently. Used by restore's copy rung.
-  Result<void> copy_verified(std::string_view digest, std::uint64_t size, int dst_fd,
+  // Copies the data `ranges` (empty: all of it) of object `digest` into `dst_fd`, leaving the
+  // rest as holes, while hashing it; `corrupt` when the bytes do not match, so a damaged object
+  // never restores silently. Used by restore's copy rung.
+  Result<void> copy_verified(std::string_view digest, std::uint64_t size,
+                             const std::vector<DataRange>& ranges, int dst_fd,
                              std::string_view what) const;
 
   // Makes everything published so far durable, per the SyncPolicy.

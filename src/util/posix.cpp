@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <ctime>
 
 #include <fmt/format.h>
@@ -279,6 +280,19 @@ Result<std::vector<DataRange>> data_ranges(int fd, std::uint64_t size, std::stri
     pos = hole;
   }
   return ranges;
+}
+
+std::optional<mode_t> process_umask() {
+  // Not read_file(): /proc files report a size of 0.
+  UniqueFd fd(::open("/proc/self/status", O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return std::nullopt;
+  std::string status(16384, '\0');
+  auto got = read_full(fd.get(), status, "/proc/self/status");
+  if (!got) return std::nullopt;
+  status.resize(*got);
+  auto at = status.find("\nUmask:");
+  if (at == std::string::npos) return std::nullopt;
+  return static_cast<mode_t>(std::strtoul(status.c_str() + at + 7, nullptr, 8) & 0777);
 }
 
 std::int64_t to_ns(const struct timespec& ts) noexcept {

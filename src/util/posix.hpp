@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -77,6 +78,10 @@ std::string fd_path(int dir_fd, const std::string& name);
 // Data ranges of a file (SEEK_DATA/SEEK_HOLE); one range [0, size) when the file system cannot
 // tell or the file has no holes.
 Result<std::vector<DataRange>> data_ranges(int fd, std::uint64_t size, std::string_view what);
+
+// The process umask, read from /proc/self/status (umask(2) cannot read it without changing it,
+// which would race with other threads); nullopt when the kernel does not report it.
+std::optional<mode_t> process_umask();
 
 // Nanoseconds since the epoch.
 std::int64_t to_ns(const struct timespec& ts) noexcept;

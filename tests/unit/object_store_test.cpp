@@ -132,6 +132,17 @@ TEST_F(ObjectStoreTest, IngestsASparseFileKeepingItsHoles) {
   auto hashed = store().hash_fd(UniqueFd(::open(object(ingested->digest).c_str(), O_RDONLY)).get(), k_size, "object");
   ASSERT_TRUE(ok(hashed));
   EXPECT_EQ(*hashed, ingested->digest);
+
+  // Restore's copy writes only the recorded ranges: the copy has the holes and the bytes.
+  fs::path copy = dir() / "sparse-copy";
+  {
+    UniqueFd dst(::open(copy.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    ASSERT_TRUE(ok(store().copy_verified(ingested->digest, k_size, ingested->ranges, dst.get(), "copy")));
+  }
+  struct stat copy_st = test::lstat_path(copy);
+  EXPECT_EQ(static_cast<std::uint64_t>(copy_st.st_size), k_size) << "the trailing hole must be kept";
+  EXPECT_LT(copy_st.st_blocks * 512, 1 << 20);
+  EXPECT_TRUE(test::read_file(copy) == logical);
 }
 
 TEST_F(ObjectStoreTest, SecondIngestOfTheSameContentIsNotPublished) {
@@ -228,17 +239,17 @@ TEST_F(ObjectStoreTest, CopyVerifiedCopiesIntactAndRefusesDamagedObjects) {
   ASSERT_TRUE(ok(ingested));
   {
     UniqueFd dst(::open((dir() / "copy").c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-    ASSERT_TRUE(ok(store().copy_verified(ingested->digest, data.size(), dst.get(), "copy")));
+    ASSERT_TRUE(ok(store().copy_verified(ingested->digest, data.size(), {}, dst.get(), "copy")));
   }
   EXPECT_TRUE(test::read_file(dir() / "copy") == data);
 
   test::flip_byte(object(ingested->digest), 299'999);
   UniqueFd dst(::open((dir() / "copy2").c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-  auto copied = store().copy_verified(ingested->digest, data.size(), dst.get(), "copy2");
+  auto copied = store().copy_verified(ingested->digest, data.size(), {}, dst.get(), "copy2");
   ASSERT_TRUE(fails_with(copied, ErrorCode::corrupt));
   EXPECT_NE(copied.error().context.find("copy2"), std::string::npos) << copied.error().message();
   // A size that disagrees with the object is damage too.
-  auto wrong_size = store().copy_verified(ingested->digest, data.size() + 1, dst.get(), "copy2");
+  auto wrong_size = store().copy_verified(ingested->digest, data.size() + 1, {}, dst.get(), "copy2");
   EXPECT_TRUE(fails_with(wrong_size, ErrorCode::corrupt));
 }
 
