@@ -43,6 +43,14 @@ struct SnapshotOptions {
 
 struct RestoreOptions {
   Strategy strategy = Strategy::automatic;
+  // A hardlinked file shares its inode's mtime, which is that of the first entry linked to it.
+  // strict_metadata links only through inodes whose mtime equals the entry's too (more variants).
+  bool strict_metadata = false;
+  // Lets the hardlink strategy link writable files (pnpm's behaviour). Hazard: a write through
+  // any name changes the content of every tree linked to that inode.
+  bool hardlink_writable = false;
+  // Fail instead of copying a file's bytes, for callers that need every file shared.
+  bool no_copy_fallback = false;
 };
 
 struct VerifyOptions {};

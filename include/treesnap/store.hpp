@@ -46,7 +46,8 @@ struct Fallback {
   std::string path;
   Strategy from = Strategy::hardlink;
   Strategy to = Strategy::copy;
-  int sys_errno = 0;
+  int sys_errno = 0;   // the error that made the rung fail; 0 for a choice by policy
+  std::string policy;  // with sys_errno 0: which rule declined the rung
 };
 
 struct RestoreSummary {

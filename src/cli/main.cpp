@@ -26,9 +26,9 @@ struct Globals {
   std::string sync = "batch";
 };
 
-int report(const Error& error) {
+int report(const Error& error, int status = k_exit_failure) {
   std::fprintf(stderr, "treesnap: error: %s\n", error.message().c_str());
-  return k_exit_failure;
+  return status;
 }
 
 void print_json(const nlohmann::json& j) { std::cout << j.dump(2) << "\n"; }
@@ -80,11 +80,20 @@ int main(int argc, char** argv) {
   restore->add_option("NAME", name, "NAME[:TAG] or an id prefix")->required();
   restore->add_option("DEST", target, "target directory")->required();
   restore->add_option("--strategy", strategy,
-                      "auto (default): hardlink read-only files through a store inode with their exact\n"
-                      "metadata, reflink others where possible, else copy; hardlink: link every\n"
-                      "non-empty file (writable ones too: a write through one name changes every restore\n"
-                      "sharing it); reflink; copy (verifies each object's digest while copying)")
+                      "auto (default): hardlink read-only files through a store inode with their mode,\n"
+                      "owner and xattrs, reflink others where possible, else copy; hardlink: link every\n"
+                      "non-empty read-only file, clone or copy the writable ones; reflink; copy\n"
+                      "(verifies each object's digest while copying)")
       ->check(CLI::IsMember({"auto", "reflink", "hardlink", "copy"}));
+  RestoreOptions restore_options;
+  restore->add_flag("--strict-metadata", restore_options.strict_metadata,
+                    "link only through inodes whose mtime equals the entry's too (a linked file otherwise\n"
+                    "has the mtime of the first entry linked to its inode)");
+  restore->add_flag("--hardlink-writable", restore_options.hardlink_writable,
+                    "with --strategy hardlink, link writable files too (pnpm's behaviour). HAZARD: a write\n"
+                    "through any name then changes that file in the store and in every tree linked to it");
+  restore->add_flag("--no-copy-fallback", restore_options.no_copy_fallback,
+                    "fail instead of copying a file that cannot be hardlinked or reflinked");
 
   auto* list = app.add_subcommand("list", "list snapshots");
   bool with_entries = false;
@@ -132,11 +141,13 @@ int main(int argc, char** argv) {
     return k_exit_ok;
   }
   if (restore->parsed()) {
-    RestoreOptions options;
+    RestoreOptions options = restore_options;
     options.strategy = strategy == "reflink" ? Strategy::reflink
                        : strategy == "hardlink" ? Strategy::hardlink
                        : strategy == "copy"     ? Strategy::copy
                                                 : Strategy::automatic;
+    if (options.no_copy_fallback && options.strategy == Strategy::copy)
+      return report(Error{ErrorCode::invalid, 0, "--no-copy-fallback contradicts --strategy copy"}, k_exit_usage);
     auto result = store->restore(name, target, options);
     if (!result) return report(result.error());
     if (g.json) print_json(cli::to_json(*result));

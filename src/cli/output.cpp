@@ -24,6 +24,10 @@ bool valid_utf8(std::string_view s) {
 
 nlohmann::json strategy_json(const StrategyCount& c) { return {{"files", c.files}, {"bytes", c.bytes}}; }
 
+std::string fallback_reason(const Fallback& f) {
+  return f.sys_errno != 0 ? std::strerror(f.sys_errno) : f.policy;
+}
+
 }  // namespace
 
 std::string human_bytes(std::uint64_t bytes) {
@@ -74,7 +78,7 @@ nlohmann::json to_json(const RestoreSummary& r) {
   nlohmann::json fallbacks = nlohmann::json::array();
   for (const auto& f : r.fallbacks)
     fallbacks.push_back({{"path", json_string(f.path)}, {"from", to_string(f.from)}, {"to", to_string(f.to)},
-                         {"errno", f.sys_errno}, {"reason", std::strerror(f.sys_errno)}});
+                         {"errno", f.sys_errno}, {"reason", fallback_reason(f)}});
   return {{"name", r.name},
           {"id", r.id},
           {"target", r.target.string()},
@@ -130,7 +134,7 @@ std::string to_text(const RestoreSummary& r) {
   if (r.fallback_count) {
     out += fmt::format("  fallbacks: {}\n", r.fallback_count);
     for (const auto& f : r.fallbacks)
-      out += fmt::format("    {} -> {}: {}: {}\n", to_string(f.from), to_string(f.to), std::strerror(f.sys_errno),
+      out += fmt::format("    {} -> {}: {}: {}\n", to_string(f.from), to_string(f.to), fallback_reason(f),
                          json_string(f.path));
     if (r.fallback_count > r.fallbacks.size())
       out += fmt::format("    … and {} more\n", r.fallback_count - r.fallbacks.size());

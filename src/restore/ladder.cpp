@@ -9,11 +9,17 @@
 namespace treesnap {
 
 Result<RungOutcome> rung_hardlink(const ObjectStore& store, const Entry& entry, int dir_fd,
-                                  const std::string& name, PairCapabilities& caps) {
+                                  const std::string& name, bool exact_mtime, PairCapabilities& caps) {
   if (int err = caps.link_errno.load(std::memory_order_relaxed)) return RungOutcome{false, err};
-  TRY(auto source, store.link_source(entry));
-  if (::linkat(source.dir_fd, source.name.c_str(), dir_fd, name.c_str(), 0) == 0) return RungOutcome{true, 0};
-  int err = errno;
+  int err = 0;
+  // link_source keeps a spare link on every inode it hands out, so EMLINK means another process
+  // took it between our stat and link: asking again moves on to the next generation.
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    TRY(auto source, store.link_source(entry, exact_mtime));
+    if (::linkat(source.dir_fd, source.name.c_str(), dir_fd, name.c_str(), 0) == 0) return RungOutcome{true, 0};
+    err = errno;
+    if (err != EMLINK) break;
+  }
   if (err == EXDEV) caps.link_errno = err;
   if (err == EXDEV || err == EMLINK || err == EPERM) return RungOutcome{false, err};
   return std::unexpected(os_error(err, fmt::format("link {:?}", entry.path)));

@@ -27,10 +27,11 @@ struct PairCapabilities {
   bool is_root = false;
 };
 
-// Hardlinks `name` in `dir_fd` to a store inode with exactly the entry's metadata.
-// Falls back on EXDEV, EMLINK, EPERM.
+// Hardlinks `name` in `dir_fd` to a store inode with the entry's mode, owner and xattrs (and
+// mtime when `exact_mtime`). Falls back on EXDEV, EPERM, and EMLINK when no generation of the
+// variant has room.
 Result<RungOutcome> rung_hardlink(const ObjectStore& store, const Entry& entry, int dir_fd,
-                                  const std::string& name, PairCapabilities& caps);
+                                  const std::string& name, bool exact_mtime, PairCapabilities& caps);
 
 // Clones the object into the open, empty `dst_fd`. Falls back on EOPNOTSUPP, EINVAL, ENOTTY
 // (FICLONE unsupported) and EXDEV.

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <cstring>
 #include <random>
 
 #include <fmt/format.h>
@@ -128,7 +129,7 @@ class Restorer {
     return FreshFile{m_creation->uid, m_creation->gid, creation_mode(e) & ~m_creation->mode};
   }
 
-  void record_fallback(const Entry& e, Strategy from, Strategy to, int err) {
+  void record_fallback(const Entry& e, Strategy from, Strategy to, int err, const char* policy = "") {
     std::lock_guard lock(m_mutex);
     // Under auto, a rung the (store, target) pair cannot do at all (EXDEV, no FICLONE) is a fact
     // about the pair, reported once with the file that showed it, not once per file.
@@ -138,7 +139,7 @@ class Restorer {
     }
     m_summary.fallback_count += 1;
     if (m_summary.fallbacks.size() < RestoreSummary::kMaxReportedFallbacks)
-      m_summary.fallbacks.push_back({e.path, from, to, err});
+      m_summary.fallbacks.push_back({e.path, from, to, err, policy});
   }
 
   void count(StrategyCount& c, const Entry& e, bool shared) {
@@ -203,14 +204,15 @@ class Restorer {
       m_summary.empty_files += 1;
       return {};
     }
-    if (wants_link(e)) {
-      TRY(auto linked, rung_hardlink(m_store, e, dir_fd, name, m_caps));
+    if (m_options.strategy == Strategy::hardlink && (e.mode & 0222) != 0 && !m_options.hardlink_writable) {
+      record_fallback(e, Strategy::hardlink, Strategy::reflink, 0, "writable file; --hardlink-writable would link it");
+    } else if (wants_link(e)) {
+      TRY(auto linked, rung_hardlink(m_store, e, dir_fd, name, m_options.strict_metadata, m_caps));
       if (linked.done) {
         count(m_summary.hardlinked, e, true);
         return {};
       }
-      const Strategy next = m_options.strategy == Strategy::copy ? Strategy::copy : Strategy::reflink;
-      record_fallback(e, Strategy::hardlink, next, linked.sys_errno);
+      record_fallback(e, Strategy::hardlink, Strategy::reflink, linked.sys_errno);
     }
     m_data_jobs.push_back(index);
     return {};
@@ -223,16 +225,22 @@ class Restorer {
       TRY(auto fd, open_beneath(m_root_fd, e.path, O_WRONLY | O_CREAT | O_EXCL, creation_mode(e)));
       bool cloned = false;
       // auto treats a pair that cannot clone as a plain copy once the first file has shown it
-      // (and been reported); a forced reflink reports every file that falls back.
-      const bool try_clone = m_options.strategy == Strategy::reflink ||
+      // (and been reported); forced strategies report every file that falls back.
+      const bool try_clone = m_options.strategy == Strategy::reflink || m_options.strategy == Strategy::hardlink ||
                              (m_options.strategy == Strategy::automatic && m_caps.reflink_errno.load() == 0);
+      int clone_errno = 0;
       if (try_clone) {
         TRY(auto outcome, rung_reflink(m_store, e, fd.get(), m_caps));
         cloned = outcome.done;
-        if (!cloned) record_fallback(e, Strategy::reflink, Strategy::copy, outcome.sys_errno);
+        clone_errno = outcome.sys_errno;
+        if (!cloned && !m_options.no_copy_fallback) record_fallback(e, Strategy::reflink, Strategy::copy, clone_errno);
       }
       if (cloned) {
         count(m_summary.reflinked, e, true);
+      } else if (m_options.no_copy_fallback) {
+        return std::unexpected(make_error(ErrorCode::unsupported,
+                                          fmt::format("{:?} cannot be shared with the store ({}) and --no-copy-fallback forbids a copy",
+                                                      e.path, clone_errno ? std::strerror(clone_errno) : "reflink unavailable here")));
       } else {
         TRY_VOID(rung_copy(m_store, e, fd.get()));
         count(m_summary.copied, e, false);

@@ -13,9 +13,9 @@ std::string object_name(std::string_view digest) {
   return hex.substr(0, 2) + "/" + hex;
 }
 
-std::string variant_name(std::string_view digest, const Entry& entry) {
-  std::string name = fmt::format("{}.{:o}.{}.{}.{}", object_name(digest), entry.mode, entry.uid,
-                                 entry.gid, entry.mtime_ns);
+std::string variant_name(std::string_view digest, const Entry& entry, bool with_mtime, unsigned generation) {
+  std::string name = fmt::format("{}.{:o}.{}.{}", object_name(digest), entry.mode, entry.uid, entry.gid);
+  if (with_mtime) name += fmt::format(".m{}", entry.mtime_ns);
   if (!entry.xattrs.empty()) {
     XXH64_state_t* state = XXH64_createState();
     XXH64_reset(state, 0);
@@ -28,6 +28,7 @@ std::string variant_name(std::string_view digest, const Entry& entry) {
     name += fmt::format(".x{:016x}", XXH64_digest(state));
     XXH64_freeState(state);
   }
+  if (generation > 0) name += fmt::format(".g{}", generation);
   return name;
 }
 

@@ -2,8 +2,9 @@
 //
 //   STORE/treesnap.db            SQLite metadata (WAL: -wal and -shm beside it)
 //   STORE/objects/ab/<hex>       content objects and manifests, read-only, holes kept
-//   STORE/variants/ab/<name>     link variants: read-only copies of an object whose mode, owner,
-//                                mtime and xattrs equal a snapshot entry's, handed out as hardlinks
+//   STORE/variants/ab/<name>     link variants: copies of an object whose mode, owner and xattrs
+//                                (and with strict metadata its mtime) equal a snapshot entry's,
+//                                handed out as hardlinks; a new generation before the link limit
 //   STORE/tmp/                   staging (O_TMPFILE, else named temp files), same file system
 //
 // Sharding: the first byte of the digest (two hex digits) names one of 256 directories, created
@@ -27,8 +28,9 @@ inline constexpr std::string_view k_staging = "tmp";
 
 // "ab/<hex>" relative to objects/.
 std::string object_name(std::string_view digest);
-// "ab/<hex>.<mode octal>.<uid>.<gid>.<mtime ns>[.x<xxh64 of xattrs>]" relative to variants/.
-std::string variant_name(std::string_view digest, const Entry& entry);
+// "ab/<hex>.<mode octal>.<uid>.<gid>[.m<mtime ns>][.x<xxh64 of xattrs>][.g<generation>]" relative
+// to variants/: the mtime only for strict metadata, the generation from 1 on (0 has none).
+std::string variant_name(std::string_view digest, const Entry& entry, bool with_mtime, unsigned generation);
 // The 256 shard directory names "00" … "ff".
 std::vector<std::string> shard_names();
 // Parses a file name under objects/ab/ back to raw digest bytes; empty when it is not one.

@@ -101,6 +101,8 @@ Result<ObjectStore> ObjectStore::open(const std::string& root, DigestAlgorithm a
   TRY(store.m_objects, open_dir(store.m_root.get(), std::string(layout::k_objects)));
   TRY(store.m_variants, open_dir(store.m_root.get(), std::string(layout::k_variants)));
   TRY(store.m_staging, open_dir(store.m_root.get(), std::string(layout::k_staging)));
+  long link_max = ::fpathconf(store.m_objects.get(), _PC_LINK_MAX);
+  store.m_link_max = link_max > 0 ? static_cast<std::uint64_t>(link_max) : 65000;  // unknown: assume ext4's
   return store;
 }
 
@@ -245,26 +247,39 @@ Result<std::string> ObjectStore::read_verified(std::string_view digest) const {
   return data;
 }
 
-Result<ObjectStore::LinkSource> ObjectStore::link_source(const Entry& entry) const {
+Result<ObjectStore::LinkSource> ObjectStore::link_source(const Entry& entry, bool exact_mtime) const {
+  // Taking the last link would leave a restored tree whose in-tree links or a user's `cp -al`
+  // of it fail with EMLINK; one spare is kept.
+  auto has_room = [&](const struct stat& st) { return static_cast<std::uint64_t>(st.st_nlink) + 2 <= m_link_max; };
   std::string object = layout::object_name(entry.digest);
   // The object itself serves when its metadata already equals the entry's (the common case:
   // a read-only file snapshotted by the store's owner), so linking costs no extra inode.
   if (entry.xattrs.empty()) {
     auto st = stat_at(m_objects.get(), object);
-    if (st && (st->st_mode & 07777) == entry.mode && st->st_uid == entry.uid &&
-        st->st_gid == entry.gid && to_ns(st->st_mtim) == entry.mtime_ns)
+    if (st && (st->st_mode & 07777) == entry.mode && st->st_uid == entry.uid && st->st_gid == entry.gid &&
+        (!exact_mtime || to_ns(st->st_mtim) == entry.mtime_ns) && has_room(*st))
       return LinkSource{m_objects.get(), object};
   }
-  std::string name = layout::variant_name(entry.digest, entry);
-  if (::faccessat(m_variants.get(), name.c_str(), F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+  constexpr unsigned k_max_generations = 1 << 16;  // 65,536 full inodes: a bug, not a workload
+  for (unsigned generation = 0; generation < k_max_generations; ++generation) {
+    std::string name = layout::variant_name(entry.digest, entry, exact_mtime, generation);
+    auto st = stat_at(m_variants.get(), name);
+    if (st) {
+      if (has_room(*st)) return LinkSource{m_variants.get(), name};
+      continue;
+    }
+    if (st.error().code != ErrorCode::not_found) return std::unexpected(st.error());
+    TRY_VOID(create_variant(entry, name));
     return LinkSource{m_variants.get(), name};
+  }
+  return std::unexpected(make_error(ErrorCode::too_many_links, fmt::format("every link variant of {:?} is full", entry.path)));
+}
 
+Result<void> ObjectStore::create_variant(const Entry& entry, const std::string& name) const {
   TRY(auto source, open_object(entry.digest));
   TRY(auto staged, stage());
-  if (reflink_fd(source.get(), staged.get()) != 0) {
-    TRY(auto ranges, data_ranges(source.get(), entry.size, object));
-    TRY_VOID(copy_ranges(source.get(), staged.get(), entry.size, ranges, CopyMethod::kernel));
-  }
+  if (reflink_fd(source.get(), staged.get()) != 0)
+    TRY_VOID(copy_ranges(source.get(), staged.get(), entry.size, entry.data_ranges, CopyMethod::kernel));
   if ((entry.uid != ::geteuid() || entry.gid != ::getegid()) &&
       ::fchown(staged.get(), entry.uid, entry.gid) != 0)
     return std::unexpected(os_error(errno, "chown link variant " + name));
@@ -273,8 +288,7 @@ Result<ObjectStore::LinkSource> ObjectStore::link_source(const Entry& entry) con
   TRY_VOID(write_xattrs_fd(staged.get(), entry.xattrs, name));
   struct timespec times[2] = {from_ns(entry.mtime_ns), from_ns(entry.mtime_ns)};
   if (::futimens(staged.get(), times) != 0) return std::unexpected(os_error(errno, "set mtime " + name));
-  TRY_VOID(publish(std::move(staged), m_variants.get(), name, entry.digest));
-  return LinkSource{m_variants.get(), name};
+  return publish(std::move(staged), m_variants.get(), name, entry.digest);
 }
 
 Result<void> ObjectStore::copy_verified(std::string_view digest, std::uint64_t size,

@@ -50,13 +50,18 @@ class ObjectStore {
   Result<std::string> read_verified(std::string_view digest) const;
   Result<UniqueFd> open_object(std::string_view digest) const;
 
-  // The relative path under variants_fd() or objects_fd() of an inode whose content is `digest`
-  // and whose mode, owner, mtime and xattrs equal `entry`'s, creating the variant on first need.
+  // The relative path under variants_fd() or objects_fd() of an inode whose content is `digest`,
+  // whose mode, owner and xattrs equal `entry`'s (its mtime too when `exact_mtime`) and which can
+  // take one more link, creating the variant on first need. A variant's mtime is that of the
+  // entry that created it. Once an inode is one link short of the file system's limit, the next
+  // generation takes over, so linking never meets EMLINK and no inode is left without a spare.
   struct LinkSource {
     int dir_fd;
     std::string name;
   };
-  Result<LinkSource> link_source(const Entry& entry) const;
+  Result<LinkSource> link_source(const Entry& entry, bool exact_mtime) const;
+  // The most names one inode may have on the store's file system (_PC_LINK_MAX).
+  std::uint64_t link_max() const { return m_link_max; }
 
   // Copies the data `ranges` (empty: all of it) of object `digest` into `dst_fd`, leaving the
   // rest as holes, while hashing it; `corrupt` when the bytes do not match, so a damaged object
@@ -74,12 +79,14 @@ class ObjectStore {
  private:
   ObjectStore() = default;
   Result<UniqueFd> stage() const;
+  Result<void> create_variant(const Entry& entry, const std::string& name) const;
   Result<void> publish(UniqueFd staged, int dir_fd, const std::string& name,
                        std::string_view digest) const;
 
   DigestAlgorithm m_algorithm = DigestAlgorithm::sha256;
   SyncPolicy m_sync = SyncPolicy::batch;
   UniqueFd m_root, m_objects, m_variants, m_staging;
+  std::uint64_t m_link_max = 0;
 };
 
 }  // namespace treesnap

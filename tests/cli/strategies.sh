@@ -66,19 +66,22 @@ EMPTY_INODES=()
 
 # restore_as STRATEGY: restores into $TARGETS/out-STRATEGY, leaves the JSON in $J and the tree
 # in $T, and checks what holds for every strategy.
+# A LABEL like hardlink+writable restores with --strategy hardlink and the further ARGS.
 restore_as() {
-  T=$TARGETS/out-$1
-  J=$WORK/restore-$1.json
-  step "--strategy $1 ($CASE)"
-  expect_status 0 ts --json restore tree "$T" --strategy "$1"
+  local label=$1 strategy=${1%%+*}
+  shift
+  T=$TARGETS/out-$label
+  J=$WORK/restore-$label.json
+  step "--strategy $strategy $* ($CASE)"
+  expect_status 0 ts --json restore tree "$T" --strategy "$strategy" "$@"
   cp "$OUT" "$J"
-  mtree_of "$T" >"$WORK/$1.mtree"
-  assert_same_listing "$WORK/src.mtree" "$WORK/$1.mtree" "mtree listings ($1)"
-  jq_assert "$J" '.empty_files == 3' "empty_files ($1)"
+  mtree_of "$T" >"$WORK/$label.mtree"
+  assert_same_listing "$WORK/src.mtree" "$WORK/$label.mtree" "mtree listings ($label)"
+  jq_assert "$J" '.empty_files == 3' "empty_files ($label)"
   local e
   for e in empty1 empty2 sub/empty3; do
-    assert_eq "$(links_of "$T/$e")" 1 "link count of $1/$e"
-    [[ -z $(store_paths_of "$T/$e") ]] || fail "$1/$e shares an inode with the store"
+    assert_eq "$(links_of "$T/$e")" 1 "link count of $label/$e"
+    [[ -z $(store_paths_of "$T/$e") ]] || fail "$label/$e shares an inode with the store"
     EMPTY_INODES+=("$(stat -c %d:%i "$T/$e")")
   done
 }
@@ -109,10 +112,24 @@ assert_fallback() {
     fail "no fallback {path: $1, from: $2, errno in $3} in: $(jq -c .fallbacks "$J")"
 }
 
-# --- hardlink: every non-empty file is a link to a store variant, unless across devices.
+# --- hardlink: every non-empty read-only file is a link into the store, unless across devices;
+# a writable one is linked only with --hardlink-writable, and then through a variant.
 restore_as hardlink
+assert_fallback rw.txt hardlink "[0]"
+jq -e 'any(.fallbacks[]; .path == "rw.txt" and .from == "hardlink" and (.reason | test("hardlink-writable")))' "$J" >/dev/null ||
+  fail "the writable file's fallback must name --hardlink-writable: $(jq -c .fallbacks "$J")"
+assert_own_inode "$T/rw.txt"
 if [[ $CASE == xdev ]]; then
   assert_fallback ro.txt hardlink "[$EXDEV]"
+  jq_assert "$J" '.strategies.hardlink.files == 0' "hardlink across devices"
+  assert_own_inode "$T/ro.txt"
+else
+  assert_from_store "$T/ro.txt"
+  jq_assert "$J" '.strategies.hardlink.files == 1' "hardlink links only the read-only file"
+fi
+
+restore_as hardlink+writable --hardlink-writable
+if [[ $CASE == xdev ]]; then
   assert_fallback rw.txt hardlink "[$EXDEV]"
   jq_assert "$J" '.strategies.hardlink.files == 0 and .strategies.copy.files == 2' "hardlink across devices"
   assert_own_inode "$T/ro.txt"
@@ -173,6 +190,6 @@ jq_assert "$J" '.strategies.copy.files == 2 and .fallback_count == 0' "copy coun
 step "empty files are never one inode with each other, in any restore"
 dupes=$(printf '%s\n' "${EMPTY_INODES[@]}" | sort | uniq -d)
 [[ -z "$dupes" ]] || fail "empty files share inodes: $dupes"
-assert_eq "${#EMPTY_INODES[@]}" 12 "empty files checked"
+assert_eq "${#EMPTY_INODES[@]}" 15 "empty files checked (3 in each of 5 restores)"
 
 echo "PASS: strategies $CASE"

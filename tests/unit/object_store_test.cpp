@@ -269,7 +269,7 @@ Entry entry_for(const ObjectStore::Ingested& ingested, std::uint64_t size, std::
 TEST_F(ObjectStoreTest, LinkSourceIsTheObjectWhenMetadataMatches) {
   auto ingested = ingest("read-only content", 0444);
   ASSERT_TRUE(ok(ingested));
-  auto source = store().link_source(entry_for(*ingested, 17, 0444));
+  auto source = store().link_source(entry_for(*ingested, 17, 0444), false);
   ASSERT_TRUE(ok(source));
   EXPECT_EQ(source->dir_fd, store().objects_fd());
   EXPECT_EQ(source->name, to_hex(ingested->digest).substr(0, 2) + "/" + to_hex(ingested->digest));
@@ -286,10 +286,10 @@ TEST_F(ObjectStoreTest, LinkSourceMakesAVariantWithTheEntrysMetadata) {
   e.mtime_ns = k_mtime + 1;
   e.xattrs = {{"user.a", std::string("1\0x", 3)}, {"user.b", "two"}};
 
-  auto source = store().link_source(e);
+  auto source = store().link_source(e, false);
   ASSERT_TRUE(ok(source));
   EXPECT_EQ(source->dir_fd, store().variants_fd());
-  EXPECT_EQ(source->name, layout::variant_name(e.digest, e));
+  EXPECT_EQ(source->name, layout::variant_name(e.digest, e, false, 0));
   EXPECT_TRUE(source->name.starts_with(to_hex(e.digest).substr(0, 2) + "/" + to_hex(e.digest) + "."));
   fs::path variant = m_root / "variants" / source->name;
   struct stat st = test::lstat_path(variant);
@@ -301,7 +301,7 @@ TEST_F(ObjectStoreTest, LinkSourceMakesAVariantWithTheEntrysMetadata) {
   EXPECT_EQ(test::read_file(variant), data);
   EXPECT_NE(st.st_ino, test::lstat_path(object(e.digest)).st_ino);
 
-  auto again = store().link_source(e);
+  auto again = store().link_source(e, false);
   ASSERT_TRUE(ok(again));
   EXPECT_EQ(again->name, source->name);
   EXPECT_EQ(test::lstat_path(variant).st_ino, st.st_ino) << "a second request reuses the variant";
@@ -312,11 +312,50 @@ TEST_F(ObjectStoreTest, LinkSourceUsesAVariantWhenOnlyXattrsDiffer) {
   ASSERT_TRUE(ok(ingested));
   Entry e = entry_for(*ingested, 13, 0444);
   e.xattrs = {{"user.only", "here"}};
-  auto source = store().link_source(e);
+  auto source = store().link_source(e, false);
   ASSERT_TRUE(ok(source));
   EXPECT_EQ(source->dir_fd, store().variants_fd());
   EXPECT_EQ(test::list_xattrs(m_root / "variants" / source->name), e.xattrs);
   EXPECT_TRUE(test::list_xattrs(object(e.digest)).empty()) << "the shared object must stay untouched";
+}
+
+TEST_F(ObjectStoreTest, OnlyStrictMetadataMakesAVariantForAnotherMtime) {
+  auto ingested = ingest("same content, other mtime", 0444);
+  ASSERT_TRUE(ok(ingested));
+  Entry e = entry_for(*ingested, 25, 0444);
+  e.mtime_ns = k_mtime + 42;
+  auto relaxed = store().link_source(e, false);
+  ASSERT_TRUE(ok(relaxed));
+  EXPECT_EQ(relaxed->dir_fd, store().objects_fd()) << "by default a linked file takes its inode's mtime";
+
+  auto strict = store().link_source(e, true);
+  ASSERT_TRUE(ok(strict));
+  EXPECT_EQ(strict->dir_fd, store().variants_fd());
+  EXPECT_EQ(strict->name, layout::variant_name(e.digest, e, true, 0));
+  EXPECT_EQ(test::mtime_ns(test::lstat_path(m_root / "variants" / strict->name)), e.mtime_ns);
+}
+
+TEST_F(ObjectStoreTest, LinkSourceKeepsASpareLinkAndMovesToTheNextGeneration) {
+  const std::uint64_t link_max = store().link_max();
+  if (link_max > 100'000) GTEST_SKIP() << "this file system allows " << link_max << " links per inode";
+  auto ingested = ingest("linked many times", 0444);
+  ASSERT_TRUE(ok(ingested));
+  Entry e = entry_for(*ingested, 17, 0444);
+  // Fill the object up to one link short of the limit, the way restores would.
+  const fs::path links = dir() / "links";
+  test::make_dir(links);
+  auto first = store().link_source(e, false);
+  ASSERT_TRUE(ok(first));
+  ASSERT_EQ(first->dir_fd, store().objects_fd());
+  for (std::uint64_t n = test::lstat_path(object(e.digest)).st_nlink; n + 2 <= link_max; ++n)
+    ASSERT_EQ(::link(object(e.digest).c_str(), (links / std::to_string(n)).c_str()), 0) << n;
+  ASSERT_EQ(test::lstat_path(object(e.digest)).st_nlink, link_max - 1);
+
+  auto next = store().link_source(e, false);
+  ASSERT_TRUE(ok(next));
+  EXPECT_EQ(next->dir_fd, store().variants_fd()) << "the object's last link stays free";
+  EXPECT_EQ(next->name, layout::variant_name(e.digest, e, false, 0));
+  EXPECT_EQ(test::read_file(m_root / "variants" / next->name), "linked many times");
 }
 
 }  // namespace

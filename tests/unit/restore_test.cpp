@@ -189,10 +189,20 @@ TEST_F(RestoreTest, CopyStrategySharesNoInodeWithTheStore) {
 
 // The hardlink strategy shares even writable files with the store, so a write through the restored
 // tree damages the variant; verify must then name it.
-TEST_F(RestoreTest, HardlinkStrategySharesAVariantThatVerifyWatches) {
+TEST_F(RestoreTest, HardlinkWritableSharesAVariantThatVerifyWatches) {
   test::write_file(src("rw"), "writable, linked on request", 0640);
   ASSERT_TRUE(ok(store().snapshot(src(), {.name = "hard"})));
-  auto restored = store().restore("hard", dir() / "out", {.strategy = Strategy::hardlink});
+  // A writable file is linked only on explicit request: otherwise it is a private clone or copy.
+  auto guarded = store().restore("hard", dir() / "guarded", {.strategy = Strategy::hardlink});
+  ASSERT_TRUE(ok(guarded));
+  EXPECT_EQ(guarded->hardlinked.files, 0u);
+  EXPECT_EQ(guarded->copied.files + guarded->reflinked.files, 1u);
+  ASSERT_FALSE(guarded->fallbacks.empty());
+  EXPECT_EQ(guarded->fallbacks[0].sys_errno, 0);
+  EXPECT_NE(guarded->fallbacks[0].policy.find("--hardlink-writable"), std::string::npos) << guarded->fallbacks[0].policy;
+  EXPECT_EQ(test::lstat_path(dir() / "guarded/rw").st_nlink, 1u);
+
+  auto restored = store().restore("hard", dir() / "out", {.strategy = Strategy::hardlink, .hardlink_writable = true});
   ASSERT_TRUE(ok(restored));
   EXPECT_EQ(restored->hardlinked.files, 1u);
   struct stat rw = test::lstat_path(dir() / "out/rw");
