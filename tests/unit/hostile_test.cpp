@@ -132,6 +132,9 @@ struct HostileCase {
   std::function<std::vector<Entry>(HostileTest&)> entries;
 };
 
+// Names the case in test output instead of gtest's hex dump of the struct.
+void PrintTo(const HostileCase& c, std::ostream* out) { *out << c.name; }
+
 class HostileManifestTest : public HostileTest, public ::testing::WithParamInterface<HostileCase> {};
 
 TEST_P(HostileManifestTest, RestoreRefusesItAndWritesNothing) {
