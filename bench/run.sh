@@ -338,7 +338,9 @@ set_cmd() {
     local ts=("$TREESNAP" --store "$STORE" --json)
     case $1 in
         ts_snap | ts_resnap) CMD=("${ts[@]}" snapshot "$SRC" --name "$WL") ;;
-        ts_hardlink | ts_reflink | ts_copy | ts_auto)
+        # Like cp -al and ostree checkout, the hardlink row links writable files too.
+        ts_hardlink) CMD=("${ts[@]}" restore "$WL" "$DST" --strategy hardlink --hardlink-writable) ;;
+        ts_reflink | ts_copy | ts_auto)
             CMD=("${ts[@]}" restore "$WL" "$DST" --strategy "${1#ts_}") ;;
         ostree_commit)
             # shellcheck disable=SC2016 # $1 and $2 are for the inner sh
