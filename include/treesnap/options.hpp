@@ -1,6 +1,8 @@
 // Options of the store and of each operation, with their defaults.
 #pragma once
 
+#include <cstdint>
+#include <functional>
 #include <string>
 
 namespace treesnap {
@@ -41,6 +43,12 @@ struct SnapshotOptions {
   bool cross_devices = false;   // descend into other mounted file systems
 };
 
+// How far a restore has come: regular files whose content is in place, and their bytes.
+struct RestoreProgress {
+  std::uint64_t files_done = 0, files_total = 0;
+  std::uint64_t bytes_done = 0, bytes_total = 0;
+};
+
 struct RestoreOptions {
   Strategy strategy = Strategy::automatic;
   // A hardlinked file shares its inode's mtime, which is that of the first entry linked to it.
@@ -51,6 +59,9 @@ struct RestoreOptions {
   bool hardlink_writable = false;
   // Fail instead of copying a file's bytes, for callers that need every file shared.
   bool no_copy_fallback = false;
+  // Called about ten times a second while files are restored, and once at the end, from
+  // whichever thread finished a file (one call at a time): keep it short.
+  std::function<void(const RestoreProgress&)> progress;
 };
 
 struct VerifyOptions {};

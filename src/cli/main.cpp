@@ -1,4 +1,6 @@
 // treesnap's command line: parses arguments, calls the library, prints. No logic of its own.
+#include <unistd.h>
+
 #include <cstdio>
 #include <iostream>
 
@@ -148,7 +150,13 @@ int main(int argc, char** argv) {
                                                 : Strategy::automatic;
     if (options.no_copy_fallback && options.strategy == Strategy::copy)
       return report(Error{ErrorCode::invalid, 0, "--no-copy-fallback contradicts --strategy copy"}, k_exit_usage);
+    // Progress only where a person watches: a terminal, and no output meant for a program.
+    const bool show_progress = !g.json && !g.quiet && ::isatty(STDERR_FILENO) != 0;
+    if (show_progress) {
+      options.progress = [](const RestoreProgress& p) { fmt::print(stderr, "\r{}\033[K", cli::progress_line(p)); };
+    }
     auto result = store->restore(name, target, options);
+    if (show_progress) fmt::print(stderr, "\r\033[K");
     if (!result) return report(result.error());
     if (g.json) print_json(cli::to_json(*result));
     else if (!g.quiet) fmt::print("{}", cli::to_text(*result));

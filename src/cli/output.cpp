@@ -41,6 +41,11 @@ std::string human_bytes(std::uint64_t bytes) {
   return unit == 0 ? fmt::format("{} B", bytes) : fmt::format("{:.1f} {}", value, k_units[unit]);
 }
 
+std::string progress_line(const RestoreProgress& p) {
+  return fmt::format("restoring {}/{} files, {}/{}", p.files_done, p.files_total, human_bytes(p.bytes_done),
+                     human_bytes(p.bytes_total));
+}
+
 std::string json_string(std::string_view bytes) {
   if (valid_utf8(bytes)) return std::string(bytes);
   std::string out;

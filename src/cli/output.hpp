@@ -8,6 +8,8 @@
 namespace treesnap::cli {
 
 std::string human_bytes(std::uint64_t bytes);
+// "restoring 12345/54519 files, 120.0 MiB/572.0 MiB": one line, redrawn in place on a terminal.
+std::string progress_line(const RestoreProgress& p);
 // JSON-safe form of raw path bytes: valid UTF-8 as is, otherwise each byte as the Latin-1 code
 // point of the same value.
 std::string json_string(std::string_view bytes);

@@ -89,6 +89,11 @@ class Restorer {
     if (::fstat(m_store.root_fd(), &store_st) == 0 && store_st.st_dev != target_dev)
       m_caps.link_errno = EXDEV;  // link(2) across file systems always fails so: don't try per file
     learn_creation_state();
+    for (const Entry& e : m_entries) {
+      if (e.type != EntryType::file || e.size == 0) continue;
+      m_progress.files_total += 1;
+      m_progress.bytes_total += e.size;
+    }
     PhaseTimer timer("restore");
     TRY_VOID(create_entries());
     timer.phase("create-and-link");
@@ -97,6 +102,8 @@ class Restorer {
     TRY_VOID(link_in_tree());
     TRY_VOID(finish_directories());
     timer.phase("links-and-directories");
+    std::lock_guard lock(m_mutex);
+    report_progress(true);
     return {};
   }
 
@@ -147,6 +154,19 @@ class Restorer {
     c.files += 1;
     c.bytes += e.size;
     (shared ? m_summary.bytes_shared : m_summary.bytes_written) += e.size;
+    m_progress.files_done += 1;
+    m_progress.bytes_done += e.size;
+    report_progress(false);
+  }
+
+  // Throttled to one call per k_progress_interval_ns; `final` always reports. Holds m_mutex.
+  void report_progress(bool final) {
+    if (!m_options.progress) return;
+    constexpr std::int64_t k_progress_interval_ns = 100'000'000;
+    const std::int64_t now = now_ns();
+    if (!final && now - m_last_progress_ns < k_progress_interval_ns) return;
+    m_last_progress_ns = now;
+    m_options.progress(m_progress);
   }
 
   // Pass 1, one thread, manifest order: directories, special files, empty files and hardlinks to
@@ -287,7 +307,9 @@ class Restorer {
   std::vector<std::size_t> m_data_jobs;
   std::vector<std::size_t> m_in_tree_links;
   std::set<std::pair<Strategy, int>> m_pair_fallbacks_seen;
-  std::mutex m_mutex;  // guards m_summary and m_pair_fallbacks_seen from the workers
+  RestoreProgress m_progress;
+  std::int64_t m_last_progress_ns = 0;
+  std::mutex m_mutex;  // guards m_summary, m_pair_fallbacks_seen and m_progress from the workers
   RestoreSummary m_summary;
 };
 

@@ -146,4 +146,12 @@ check_restored "$WORK/out-default" default
 [[ -z $(store_paths_of "$WORK/out-default/hl1") ]] ||
   fail "default strategy: writable hl1 must not be hardlinked from the store"
 
+step "on a terminal, restore shows progress on stderr; piped, it does not"
+# script(1) gives the command a pseudo-terminal and records what it printed there.
+script -qec "'$TREESNAP_BIN' --store '$STORE' restore tree '$WORK/out-tty' 2>&1" "$WORK/tty.log" >/dev/null
+grep -aq 'restoring [0-9]*/[0-9]* files' "$WORK/tty.log" ||
+  fail "no progress line on a terminal: $(head -c 300 "$WORK/tty.log")"
+expect_status 0 ts restore tree "$WORK/out-pipe"
+! grep -q 'restoring' "$ERR" || fail "progress printed to a pipe: $(cat "$ERR")"
+
 echo "PASS: roundtrip"

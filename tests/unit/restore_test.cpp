@@ -278,6 +278,23 @@ TEST_F(RestoreTest, ModesAndGroupsSurviveAStrictUmaskAndASetGroupIdParent) {
   }
 }
 
+TEST_F(RestoreTest, ProgressCountsEveryFileAndByteOnce) {
+  for (int i = 0; i < 50; ++i) test::write_file(src("f" + std::to_string(i)), std::string(1000 + i, 'p'), i % 2 ? 0444 : 0644);
+  test::write_file(src("empty"), "");
+  ASSERT_TRUE(ok(store().snapshot(src(), {.name = "progress"})));
+  std::vector<RestoreProgress> calls;
+  RestoreOptions options;
+  options.progress = [&](const RestoreProgress& p) { calls.push_back(p); };
+  ASSERT_TRUE(ok(store().restore("progress", dir() / "out", options)));
+  ASSERT_FALSE(calls.empty());
+  const RestoreProgress& last = calls.back();
+  EXPECT_EQ(last.files_total, 50u) << "empty files carry no content to wait for";
+  EXPECT_EQ(last.files_done, 50u);
+  EXPECT_EQ(last.bytes_total, 50u * 1000 + 49 * 50 / 2);
+  EXPECT_EQ(last.bytes_done, last.bytes_total);
+  for (std::size_t i = 1; i < calls.size(); ++i) EXPECT_GE(calls[i].files_done, calls[i - 1].files_done);
+}
+
 TEST_F(RestoreTest, FailedRestoreLeavesNoTempSibling) {
   test::write_file(src("f"), "will be damaged");
   ASSERT_TRUE(ok(store().snapshot(src(), {.name = "t"})));
