@@ -9,9 +9,9 @@ packages=(
   libssl-dev libsqlite3-dev libzstd-dev libxxhash-dev nlohmann-json3-dev libcli11-dev libfmt-dev
   libgtest-dev libgmock-dev
   # tests: independent tools that check what treesnap wrote, and file systems to test on
-  libarchive-tools attr acl jq python3 e2fsprogs xfsprogs btrfs-progs util-linux
+  libarchive-tools attr acl jq python3 e2fsprogs xfsprogs btrfs-progs util-linux bsdutils
   # benchmark peers
-  ostree rsync hyperfine time
+  ostree rsync hyperfine time bc
 )
 
 missing=()
