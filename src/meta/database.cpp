@@ -80,7 +80,10 @@ Result<Database> Database::open(const std::string& path, bool create) {
   sqlite3_busy_timeout(raw, k_busy_timeout_ms);
   // WAL: concurrent readers and one writer across processes. synchronous=FULL: a snapshot that
   // reported success survives power loss.
-  TRY_VOID(db.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"));
+  // cache_size 64 MiB (an upper bound, allocated as used): a snapshot's commit touches the objects,
+  // refs and refs_by_digest B-trees at random digests, and the refcount triggers touch them again;
+  // with the default 2 MiB cache that commit ran 1.8x slower at 200k objects.
+  TRY_VOID(db.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-65536;"));
   if (create) TRY_VOID(create_schema(raw));
   TRY(auto version, db.get_info("schema_version"));
   if (!version) return std::unexpected(make_error(ErrorCode::invalid, path + " is not a treesnap store"));
