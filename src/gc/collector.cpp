@@ -270,8 +270,11 @@ class Collector {
 Result<FsSpace> fs_space(int fd) {
   struct statvfs vfs {};
   if (::fstatvfs(fd, &vfs) != 0) return std::unexpected(os_error(errno, "statvfs store"));
-  return FsSpace{static_cast<std::uint64_t>(vfs.f_blocks) * vfs.f_frsize,
-                 static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize};
+  // As df counts it: blocks reserved for root are neither used nor available, so a file system
+  // is "90% full" when used / (used + available) is 0.9, and freeing moves bytes between the two.
+  const std::uint64_t used = static_cast<std::uint64_t>(vfs.f_blocks - vfs.f_bfree) * vfs.f_frsize;
+  const std::uint64_t available = static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+  return FsSpace{used + available, available};
 }
 
 Result<GcReport> collect_garbage(const ObjectStore& store, const std::string& db_path, const GcOptions& options) {

@@ -19,7 +19,7 @@
 namespace treesnap {
 
 struct FsSpace {
-  std::uint64_t size = 0;
+  std::uint64_t size = 0;  // used + available (df's view: root's reserve left out)
   std::uint64_t free = 0;  // available to unprivileged users (statvfs f_bavail)
 };
 Result<FsSpace> fs_space(int fd);

@@ -47,12 +47,6 @@ std::int64_t dead_pid() {
 
 class GcTest : public test::StoreTest {
  protected:
-  // The automatic round checks the disk the tests run on: keep it from evicting here, whatever
-  // that disk's usage (WatermarksComeFromTheStoreConfig tests the round itself).
-  void SetUp() override {
-    StoreTest::SetUp();
-    test::write_file(store_dir() / "treesnap.toml", "[gc]\nhigh_watermark = 100\nlow_watermark = 99\n");
-  }
 
   std::string db_path() const { return (store_dir() / "treesnap.db").string(); }
 
@@ -422,7 +416,14 @@ TEST_F(GcTest, DuFiguresEqualWhatTheFilesSay) {
 
 TEST_F(GcTest, WatermarksComeFromTheStoreConfig) {
   const fs::path config = store_dir() / "treesnap.toml";
-  ASSERT_TRUE(test::exists_nofollow(config));  // written with the store
+  {
+    auto fresh = Store::open(dir() / "fresh", {});
+    ASSERT_TRUE(ok(fresh));
+    auto defaults = fresh->usage({});
+    ASSERT_TRUE(ok(defaults));  // written with the store, with the documented defaults
+    EXPECT_EQ(defaults->high_watermark, 90);
+    EXPECT_EQ(defaults->low_watermark, 70);
+  }
   test::write_file(config, "[gc]\nhigh_watermark = 50\nlow_watermark = 60\n");
   auto bad = store().usage({});
   EXPECT_TRUE(test::fails_with(bad, ErrorCode::invalid));
@@ -431,12 +432,22 @@ TEST_F(GcTest, WatermarksComeFromTheStoreConfig) {
   ASSERT_TRUE(ok(good));
   EXPECT_EQ(good->high_watermark, 99);
   EXPECT_EQ(good->low_watermark, 98);
-  // 100% can never be exceeded, so the automatic round never evicts.
-  test::write_file(config, "[gc]\nhigh_watermark = 100\nlow_watermark = 1\n");
+  // 100% can never be exceeded, so the automatic round never evicts; 1% always is, and the
+  // round evicts everything unpinned (the disk cannot get to 99% free).
   snapshot("s", {{"f", content(1, 100)}});
+  snapshot("t", {{"f", content(2, 100)}});
+  ASSERT_TRUE(ok(store().pin("t", true)));
+  test::write_file(config, "[gc]\nhigh_watermark = 100\nlow_watermark = 1\n");
   auto round = store().auto_gc();
   ASSERT_TRUE(ok(round));
   EXPECT_FALSE(round->has_value());
+  test::write_file(config, "[gc]\nhigh_watermark = 2\nlow_watermark = 1\n");
+  round = store().auto_gc();
+  ASSERT_TRUE(ok(round));
+  ASSERT_TRUE(round->has_value());
+  ASSERT_EQ((*round)->evicted.size(), 1u);
+  EXPECT_EQ((*round)->evicted[0].name, "s:latest");
+  EXPECT_FALSE((*round)->target_met);
 }
 
 TEST_F(GcTest, BackgroundThreadCollectsOrphansAndStops) {
