@@ -8,6 +8,8 @@ find_package(nlohmann_json 3.11 CONFIG REQUIRED)
 find_package(CLI11 CONFIG REQUIRED)
 find_package(fmt CONFIG REQUIRED)
 pkg_check_modules(XXHASH REQUIRED IMPORTED_TARGET libxxhash)   # XXH3-128
+# treesnap.toml; through pkg-config, whose flags carry TOML_HEADER_ONLY=0 for Debian's shared build
+pkg_check_modules(TOMLPP REQUIRED IMPORTED_TARGET tomlplusplus)
 if(TREESNAP_BUILD_TESTS)
   find_package(GTest CONFIG REQUIRED)
 endif()

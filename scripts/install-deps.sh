@@ -7,6 +7,7 @@ packages=(
   # build
   cmake ninja-build pkg-config g++
   libssl-dev libsqlite3-dev libzstd-dev libxxhash-dev nlohmann-json3-dev libcli11-dev libfmt-dev
+  libtomlplusplus-dev
   libgtest-dev libgmock-dev
   # tests: independent tools that check what treesnap wrote, and file systems to test on
   libarchive-tools attr acl jq python3 e2fsprogs xfsprogs btrfs-progs util-linux bsdutils

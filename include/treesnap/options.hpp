@@ -66,4 +66,20 @@ struct RestoreOptions {
 
 struct VerifyOptions {};
 
+// Garbage collection (Store::gc). With no target it removes orphans (objects no snapshot
+// references and no lease protects) and stale staging files. A target also evicts whole
+// snapshots, least recently used first and never pinned ones, until it is met.
+struct GcOptions {
+  bool dry_run = false;             // plan and report, remove nothing
+  std::uint64_t max_size = 0;       // target: store size (recorded disk bytes) at most this; 0 = none
+  std::uint64_t min_free_bytes = 0; // target: at least this much free on the store's file system
+  double min_free_percent = 0;      // target: at least this share (0-100) free; the larger applies
+  std::int64_t grace_seconds = 3600;  // staging files younger than this are kept (1 h)
+  bool full = false;  // also sweep files under objects/ and variants/ that no row records: O(store)
+};
+
+struct UsageOptions {
+  bool exact = false;  // stat every object to find bytes also linked from outside (O(store))
+};
+
 }  // namespace treesnap

@@ -6,11 +6,15 @@
 //
 // Thread safety: a Store is immutable after open; every call opens its own database connection,
 // so one Store may be used from several threads, and several processes may share a store
-// directory. Calls block; none spawns work that outlives it.
+// directory. Calls block; none spawns work that outlives it, except the auto-gc thread that
+// start_auto_gc() starts and stop_auto_gc() (or the destructor) stops. Snapshot and restore
+// check the watermarks when they finish (Store::auto_gc).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -80,6 +84,59 @@ struct VerifySummary {
   double seconds = 0;
 };
 
+// A snapshot garbage collection evicted (or would evict, in a dry run).
+struct EvictedSnapshot {
+  std::string name;
+  std::string id;
+  std::int64_t last_used_ns = 0;
+  std::uint64_t objects = 0;      // objects it alone referenced, removed with it
+  std::uint64_t bytes = 0;        // their recorded disk bytes (what the store's size drops by)
+  std::uint64_t freed_bytes = 0;  // what the file system gets back: inodes not linked elsewhere
+};
+
+struct GcReport {
+  bool dry_run = false;
+  std::vector<EvictedSnapshot> evicted;
+  std::uint64_t objects_removed = 0;   // orphans removed (or that would be), evictions' included
+  std::uint64_t bytes_removed = 0;     // their recorded disk bytes
+  std::uint64_t bytes_freed = 0;       // blocks really released: objects and variants whose inode
+                                       // had no other link (a restored tree's hardlink frees 0)
+  std::uint64_t variants_removed = 0;
+  std::uint64_t orphans_kept = 0;      // orphans a live lease still protects
+  std::uint64_t staging_removed = 0;   // stale files in tmp/
+  std::uint64_t staging_bytes = 0;
+  std::uint64_t unrecorded_removed = 0;  // --full: files no row records
+  std::uint64_t unrecorded_bytes = 0;
+  std::uint64_t leases_cleaned = 0;    // rows of dead processes deleted
+  std::uint64_t store_bytes_before = 0, store_bytes_after = 0;  // recorded (after: estimated in a dry run)
+  std::uint64_t fs_free_before = 0, fs_free_after = 0;          // statvfs (after: estimated in a dry run)
+  bool target_met = true;  // false when pins, leases or the lack of snapshots left the target unmet
+  double seconds = 0;
+};
+
+struct SnapshotUsage {
+  std::string name;
+  std::string id;
+  bool pinned = false;
+  std::int64_t last_used_ns = 0;
+  std::uint64_t unique_objects = 0;  // objects only this snapshot references
+  std::uint64_t unique_bytes = 0;    // their recorded disk bytes: what evicting it alone removes
+};
+
+struct UsageReport {
+  std::uint64_t objects = 0;         // recorded objects (manifests included)
+  std::uint64_t store_bytes = 0;     // their recorded disk bytes (variants and the database excluded)
+  std::uint64_t shared_bytes = 0;    // bytes of objects two or more snapshots reference
+  std::uint64_t orphan_objects = 0;  // what `gc` without a target would remove…
+  std::uint64_t orphan_bytes = 0;    // …and the bytes it would remove
+  std::vector<SnapshotUsage> snapshots;  // least recently used first: eviction order
+  std::uint64_t fs_size = 0, fs_free = 0;  // the store's file system (statvfs)
+  int high_watermark = 0, low_watermark = 0;  // percent of the file system, from treesnap.toml
+  bool exact = false;
+  std::uint64_t linked_outside_bytes = 0;  // exact only: object bytes whose inode has other links
+  double seconds = 0;
+};
+
 class Store {
  public:
   // Opens the store at `dir`, creating it (with options.digest) when it does not exist and
@@ -117,8 +174,28 @@ class Store {
   Result<SnapshotSummary> show(const std::string& name) const;
   // The manifest entries of a snapshot, in manifest order.
   Result<std::vector<Entry>> entries(const std::string& name) const;
-  // Removes the name. Objects stay until garbage collection (a later issue) removes orphans.
+  // Removes the name at once (O(its objects) in one transaction); objects only it referenced
+  // become orphans, removed by the next gc.
   Result<void> remove(const std::string& name) const;
+  // Pins or unpins a snapshot: gc never evicts a pinned one (remove still removes it).
+  Result<void> pin(const std::string& name, bool pinned) const;
+
+  // Garbage collection: see GcOptions. Safe beside snapshots and restores in any process: it
+  // never removes an object a live lease protects, and holds no lock while it deletes files.
+  // Fails with `invalid` for a bad option.
+  Result<GcReport> gc(const GcOptions& options) const;
+  // Store size, shared and unique bytes, what gc would free: from the database's running totals
+  // (milliseconds at a million objects), unless options.exact.
+  Result<UsageReport> usage(const UsageOptions& options) const;
+  // One automatic round: when the store's file system is fuller than the high watermark of
+  // treesnap.toml, evicts until it is at most the low watermark; returns the report, or nothing
+  // (an empty optional) when usage was under the high watermark.
+  Result<std::optional<GcReport>> auto_gc() const;
+  // Runs auto_gc() (orphans and stale staging included) every `interval` on a background thread
+  // until stop_auto_gc() or destruction. Errors are dropped; the next round tries again.
+  // Not thread-safe with itself: call from the owner's thread.
+  void start_auto_gc(std::chrono::milliseconds interval);
+  void stop_auto_gc();
   // Re-hashes every object and link variant; damage is reported in the summary, not as an error.
   Result<VerifySummary> verify(const VerifyOptions& options) const;
 

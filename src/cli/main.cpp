@@ -1,13 +1,16 @@
 // treesnap's command line: parses arguments, calls the library, prints. No logic of its own.
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
 #include "cli/output.hpp"
+#include "cli/sizes.hpp"
 #include "core/digest.hpp"
 #include "treesnap/store.hpp"
 
@@ -34,6 +37,41 @@ int report(const Error& error, int status = k_exit_failure) {
 }
 
 void print_json(const nlohmann::json& j) { std::cout << j.dump(2) << "\n"; }
+
+int usage_error(const std::string& message) {
+  std::fprintf(stderr, "treesnap: usage: %s\n", message.c_str());
+  return k_exit_usage;
+}
+
+std::int64_t now_ns_for_cli() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+volatile std::sig_atomic_t g_stop = 0;
+extern "C" void on_stop_signal(int) { g_stop = 1; }
+
+// `gc --watch`: one automatic round (eviction above the high watermark), or orphans and staging
+// only, every `interval` seconds until SIGINT or SIGTERM. A failed round is reported and retried.
+int watch(const Store& store, const GcOptions& base, double interval, const Globals& g) {
+  std::signal(SIGINT, on_stop_signal);
+  std::signal(SIGTERM, on_stop_signal);
+  while (!g_stop) {
+    auto round = store.auto_gc();
+    Result<GcReport> report = round ? (*round ? Result<GcReport>(std::move(**round)) : store.gc(base))
+                                    : Result<GcReport>(std::unexpected(round.error()));
+    if (!report) {
+      std::fprintf(stderr, "treesnap: error: %s\n", report.error().message().c_str());
+    } else if (g.json) {
+      std::cout << cli::to_json(*report).dump() << std::endl;  // one JSON document per line
+    } else if (!g.quiet && (report->objects_removed || report->staging_removed || !report->evicted.empty())) {
+      fmt::print("{} {}", cli::rfc3339(now_ns_for_cli()), cli::to_text(*report));
+      std::fflush(stdout);
+    }
+    for (double waited = 0; waited < interval && !g_stop; waited += 0.1)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return k_exit_ok;
+}
 
 Result<Store> open_store(const Globals& g, bool create = true, DigestAlgorithm digest = DigestAlgorithm::sha256) {
   StoreOptions options;
@@ -106,6 +144,36 @@ int main(int argc, char** argv) {
   auto* rm = app.add_subcommand("rm", "remove snapshots (content stays until garbage collection)");
   rm->add_option("NAME", names, "NAME[:TAG] or id prefix")->required();
   auto* verify = app.add_subcommand("verify", "re-hash every object; exit 1 naming each bad one");
+
+  std::string pin_name;
+  auto* pin = app.add_subcommand("pin", "protect snapshot NAME from eviction by gc");
+  pin->add_option("NAME", pin_name, "NAME[:TAG] or an id prefix")->required();
+  auto* unpin = app.add_subcommand("unpin", "let gc evict snapshot NAME again");
+  unpin->add_option("NAME", pin_name, "NAME[:TAG] or an id prefix")->required();
+
+  GcOptions gc_options;
+  std::string max_size, min_free, grace = "1h";
+  bool watch_mode = false;
+  double interval = 60;
+  auto* gc = app.add_subcommand(
+      "gc", "remove orphaned objects and stale staging files; with --max-size or --min-free also evict\n"
+            "whole snapshots, least recently used first, never pinned ones");
+  gc->add_flag("--dry-run", gc_options.dry_run, "report what would go and what it would free; remove nothing");
+  gc->add_option("--max-size", max_size, "evict until the store's size is at most SIZE (e.g. 10G, 500M)");
+  gc->add_option("--min-free", min_free, "evict until the store's file system has SIZE or PCT% free (e.g. 20G, 15%)");
+  gc->add_option("--grace", grace, "keep staging files younger than DURATION (default 1h; e.g. 90s, 30m, 0)");
+  gc->add_flag("--full", gc_options.full,
+               "also remove files under objects/ and variants/ that no database row records (reads the whole store)");
+  gc->add_flag("--watch", watch_mode,
+               "run until SIGINT/SIGTERM: every --interval, evict down to the low watermark of treesnap.toml when\n"
+               "usage is above the high one, else remove orphans and stale staging files");
+  gc->add_option("--interval", interval, "seconds between --watch rounds (default 60)")->check(CLI::PositiveNumber);
+
+  UsageOptions usage_options;
+  auto* du = app.add_subcommand("du", "store size, bytes unique to each snapshot, shared bytes, what gc would free");
+  du->add_flag("--exact", usage_options.exact,
+               "also stat every object to find bytes linked from outside the store (restored trees), which\n"
+               "eviction would not free (reads the whole store)");
 
   try {
     app.parse(argc, argv);
@@ -211,6 +279,41 @@ int main(int argc, char** argv) {
       if (!g.quiet && !g.json) fmt::print("removed {}\n", n);
     }
     if (g.json) print_json({{"removed", names}});
+    return k_exit_ok;
+  }
+  if (pin->parsed() || unpin->parsed()) {
+    auto result = store->pin(pin_name, pin->parsed());
+    if (!result) return report(result.error());
+    if (g.json) print_json({{"name", pin_name}, {"pinned", pin->parsed()}});
+    else if (!g.quiet) fmt::print("{} {}\n", pin->parsed() ? "pinned" : "unpinned", pin_name);
+    return k_exit_ok;
+  }
+  if (gc->parsed()) {
+    if (!max_size.empty()) {
+      auto bytes = cli::parse_size(max_size);
+      if (!bytes) return usage_error("--max-size wants a size such as 10G or 500M, not " + max_size);
+      gc_options.max_size = std::max<std::uint64_t>(*bytes, 1);
+    }
+    if (!min_free.empty()) {
+      if (auto pct = cli::parse_percent(min_free)) gc_options.min_free_percent = *pct;
+      else if (auto bytes = cli::parse_size(min_free)) gc_options.min_free_bytes = *bytes;
+      else return usage_error("--min-free wants a size (20G) or a percentage (15%), not " + min_free);
+    }
+    auto grace_s = cli::parse_duration_seconds(grace);
+    if (!grace_s) return usage_error("--grace wants a duration such as 90s, 30m or 1h, not " + grace);
+    gc_options.grace_seconds = *grace_s;
+    if (watch_mode) return watch(*store, gc_options, interval, g);
+    auto result = store->gc(gc_options);
+    if (!result) return report(result.error());
+    if (g.json) print_json(cli::to_json(*result));
+    else if (!g.quiet) fmt::print("{}", cli::to_text(*result));
+    return k_exit_ok;
+  }
+  if (du->parsed()) {
+    auto result = store->usage(usage_options);
+    if (!result) return report(result.error());
+    if (g.json) print_json(cli::to_json(*result));
+    else if (!g.quiet) fmt::print("{}", cli::to_text(*result));
     return k_exit_ok;
   }
   if (verify->parsed()) {

@@ -147,4 +147,84 @@ std::string to_text(const RestoreSummary& r) {
   return out;
 }
 
+nlohmann::json to_json(const GcReport& r) {
+  nlohmann::json evicted = nlohmann::json::array();
+  for (const auto& e : r.evicted)
+    evicted.push_back({{"name", e.name}, {"id", e.id}, {"last_used", rfc3339(e.last_used_ns)}, {"objects", e.objects},
+                       {"bytes", e.bytes}, {"freed_bytes", e.freed_bytes}});
+  return {{"dry_run", r.dry_run},
+          {"evicted", evicted},
+          {"objects_removed", r.objects_removed},
+          {"bytes_removed", r.bytes_removed},
+          {"bytes_freed", r.bytes_freed},
+          {"variants_removed", r.variants_removed},
+          {"orphans_kept", r.orphans_kept},
+          {"staging_removed", r.staging_removed},
+          {"staging_bytes", r.staging_bytes},
+          {"unrecorded_removed", r.unrecorded_removed},
+          {"unrecorded_bytes", r.unrecorded_bytes},
+          {"leases_cleaned", r.leases_cleaned},
+          {"store_bytes_before", r.store_bytes_before},
+          {"store_bytes_after", r.store_bytes_after},
+          {"fs_free_before", r.fs_free_before},
+          {"fs_free_after", r.fs_free_after},
+          {"target_met", r.target_met},
+          {"seconds", r.seconds}};
+}
+
+nlohmann::json to_json(const UsageReport& u) {
+  nlohmann::json snapshots = nlohmann::json::array();
+  for (const auto& s : u.snapshots)
+    snapshots.push_back({{"name", s.name}, {"id", s.id}, {"pinned", s.pinned}, {"last_used", rfc3339(s.last_used_ns)},
+                         {"unique_objects", s.unique_objects}, {"unique_bytes", s.unique_bytes}});
+  nlohmann::json j = {{"objects", u.objects},
+                      {"store_bytes", u.store_bytes},
+                      {"shared_bytes", u.shared_bytes},
+                      {"orphan_objects", u.orphan_objects},
+                      {"orphan_bytes", u.orphan_bytes},
+                      {"snapshots", snapshots},
+                      {"fs_size", u.fs_size},
+                      {"fs_free", u.fs_free},
+                      {"high_watermark", u.high_watermark},
+                      {"low_watermark", u.low_watermark},
+                      {"seconds", u.seconds}};
+  if (u.exact) j["linked_outside_bytes"] = u.linked_outside_bytes;
+  return j;
+}
+
+std::string to_text(const GcReport& r) {
+  const char* verb = r.dry_run ? "would remove" : "removed";
+  std::string out;
+  for (const auto& e : r.evicted)
+    out += fmt::format("{} {:<30} {}  last used {}  {} objects, {} ({} freed)\n", r.dry_run ? "would evict" : "evicted",
+                       e.name, e.id.substr(0, 12), rfc3339(e.last_used_ns), e.objects, human_bytes(e.bytes),
+                       human_bytes(e.freed_bytes));
+  out += fmt::format("gc: {} {} objects ({}; {} freed on disk), {} variants, {} staging files ({})\n", verb,
+                     r.objects_removed, human_bytes(r.bytes_removed), human_bytes(r.bytes_freed), r.variants_removed,
+                     r.staging_removed, human_bytes(r.staging_bytes));
+  if (r.unrecorded_removed)
+    out += fmt::format("  {} {} unrecorded files ({})\n", verb, r.unrecorded_removed, human_bytes(r.unrecorded_bytes));
+  if (r.orphans_kept) out += fmt::format("  kept {} orphans that live leases protect\n", r.orphans_kept);
+  if (r.leases_cleaned) out += fmt::format("  forgot {} leases of dead processes\n", r.leases_cleaned);
+  out += fmt::format("  store {} -> {}, free space {} -> {}{}; {:.2f} s\n", human_bytes(r.store_bytes_before),
+                     human_bytes(r.store_bytes_after), human_bytes(r.fs_free_before), human_bytes(r.fs_free_after),
+                     r.target_met ? "" : " (target NOT met: the rest is pinned or in use)", r.seconds);
+  return out;
+}
+
+std::string to_text(const UsageReport& u) {
+  std::string out = fmt::format("store      {} in {} objects\nshared     {}\ngc frees   {} ({} orphans)\n",
+                                human_bytes(u.store_bytes), u.objects, human_bytes(u.shared_bytes),
+                                human_bytes(u.orphan_bytes), u.orphan_objects);
+  if (u.exact) out += fmt::format("linked     {} also linked from outside the store (frees nothing)\n", human_bytes(u.linked_outside_bytes));
+  const double used = u.fs_size ? 100.0 * static_cast<double>(u.fs_size - std::min(u.fs_free, u.fs_size)) / static_cast<double>(u.fs_size) : 0;
+  out += fmt::format("disk       {} free of {} ({:.0f}% used; auto-gc above {}% down to {}%)\n", human_bytes(u.fs_free),
+                     human_bytes(u.fs_size), used, u.high_watermark, u.low_watermark);
+  if (!u.snapshots.empty()) out += "eviction order (least recently used first), bytes only each holds:\n";
+  for (const auto& s : u.snapshots)
+    out += fmt::format("  {:<30} {}  {}  {:>10}  {} objects{}\n", s.name, s.id.substr(0, 12), rfc3339(s.last_used_ns),
+                       human_bytes(s.unique_bytes), s.unique_objects, s.pinned ? "  pinned" : "");
+  return out;
+}
+
 }  // namespace treesnap::cli

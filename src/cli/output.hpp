@@ -19,8 +19,12 @@ nlohmann::json to_json(const SnapshotSummary& s);
 nlohmann::json to_json(const RestoreSummary& r);
 nlohmann::json to_json(const VerifySummary& v);
 nlohmann::json to_json(const Entry& e, DigestAlgorithm algorithm);
+nlohmann::json to_json(const GcReport& r);
+nlohmann::json to_json(const UsageReport& u);
 
 std::string to_text(const SnapshotSummary& s);
 std::string to_text(const RestoreSummary& r);
+std::string to_text(const GcReport& r);
+std::string to_text(const UsageReport& u);
 
 }  // namespace treesnap::cli

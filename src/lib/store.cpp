@@ -5,14 +5,20 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstdlib>
+#include <mutex>
+#include <thread>
 
 #include <fmt/format.h>
 
 #include "core/digest.hpp"
 #include "core/entry_path.hpp"
 #include "core/manifest.hpp"
+#include "gc/collector.hpp"
+#include "gc/config.hpp"
 #include "meta/database.hpp"
+#include "meta/lease.hpp"
 #include "restore/restorer.hpp"
 #include "snapshot/snapshotter.hpp"
 #include "store/layout.hpp"
@@ -22,14 +28,36 @@
 
 namespace treesnap {
 
+// The library's background collector (Store::start_auto_gc).
+struct AutoGcThread {
+  std::mutex mutex;
+  std::condition_variable_any wake;
+  std::jthread thread;
+};
+
 struct Store::Impl {
   std::filesystem::path path;
   std::string db_path;
   StoreOptions options;
   ObjectStore objects;
   unsigned threads;
+  std::unique_ptr<AutoGcThread> auto_gc = std::make_unique<AutoGcThread>();
 
   Result<Database> db() const { return Database::open(db_path, false); }
+  std::string config_path() const { return (path / layout::k_config).string(); }
+
+  // Evicts down to the low watermark when usage is over the high one; nothing otherwise.
+  Result<std::optional<GcReport>> auto_gc_round() const {
+    TRY(auto config, load_gc_config(config_path()));
+    TRY(auto fs, fs_space(objects.root_fd()));
+    if (fs.size == 0) return std::optional<GcReport>{};
+    const double used = 100.0 * static_cast<double>(fs.size - std::min(fs.free, fs.size)) / static_cast<double>(fs.size);
+    if (used <= config.high_watermark) return std::optional<GcReport>{};
+    GcOptions gc_options;
+    gc_options.min_free_percent = 100.0 - config.low_watermark;
+    TRY(auto report, collect_garbage(objects, db_path, gc_options));
+    return std::optional<GcReport>{std::move(report)};
+  }
 
   // "name:tag", "name" (tag latest), or a unique prefix of a snapshot id.
   Result<SnapshotRecord> resolve(Database& db, const std::string& text) const {
@@ -102,6 +130,7 @@ Result<Store> Store::open(const std::filesystem::path& dir, const StoreOptions& 
   if (!recorded) return std::unexpected(make_error(ErrorCode::corrupt, "store records no digest algorithm"));
   TRY(auto algorithm, parse_algorithm(*recorded));
   TRY(auto objects, ObjectStore::open(dir.string(), algorithm, options.sync, !exists));
+  if (!exists) TRY_VOID(write_default_gc_config((dir / layout::k_config).string()));
   auto impl = std::make_unique<Impl>(Impl{dir, db_path, options, std::move(objects),
                                           options.threads ? options.threads : default_thread_count()});
   return Store(std::move(impl));
@@ -110,26 +139,43 @@ Result<Store> Store::open(const std::filesystem::path& dir, const StoreOptions& 
 Store::Store(std::unique_ptr<Impl> impl) : m_impl(std::move(impl)) {}
 Store::Store(Store&&) noexcept = default;
 Store& Store::operator=(Store&&) noexcept = default;
-Store::~Store() = default;
+Store::~Store() {
+  if (m_impl) stop_auto_gc();
+}
 
 const std::filesystem::path& Store::path() const { return m_impl->path; }
 DigestAlgorithm Store::digest_algorithm() const { return m_impl->objects.algorithm(); }
 
 Result<SnapshotSummary> Store::snapshot(const std::filesystem::path& source, const SnapshotOptions& options) const {
   TRY(auto db, m_impl->db());
-  return take_snapshot(m_impl->objects, db, source, options, m_impl->threads);
+  SnapshotSummary summary;
+  {
+    TRY(auto lease, Lease::acquire(m_impl->db_path, "snapshot"));
+    TRY(summary, take_snapshot(m_impl->objects, db, *lease, source, options, m_impl->threads));
+  }
+  // The snapshot stands whatever the automatic collection does; its failure is left to the next
+  // round (or to an explicit `treesnap gc`).
+  (void)auto_gc();
+  return summary;
 }
 
 Result<RestoreSummary> Store::restore(const std::string& name, const std::filesystem::path& target,
                                       const RestoreOptions& options) const {
   TRY(auto db, m_impl->db());
-  TRY(auto record, m_impl->resolve(db, name));
-  TRY(auto manifest, m_impl->load_manifest(record));
-  TRY_VOID(validate_manifest(manifest));
-  TRY(auto summary, restore_tree(m_impl->objects, manifest, target, options, m_impl->threads));
-  summary.name = record.name + ":" + record.tag;
-  summary.id = to_hex(record.manifest);
-  TRY_VOID(db.touch_snapshot(record.row_id, now_ns()));
+  RestoreSummary summary;
+  {
+    // Taken before the name is resolved: every object the snapshot references is live then, so
+    // an `rm` and a `gc` during the restore cannot remove any of them (meta/lease.hpp).
+    TRY(auto lease, Lease::acquire(m_impl->db_path, "restore"));
+    TRY(auto record, m_impl->resolve(db, name));
+    TRY(auto manifest, m_impl->load_manifest(record));
+    TRY_VOID(validate_manifest(manifest));
+    TRY(summary, restore_tree(m_impl->objects, manifest, target, options, m_impl->threads));
+    summary.name = record.name + ":" + record.tag;
+    summary.id = to_hex(record.manifest);
+    TRY_VOID(db.touch_snapshot(record.row_id, now_ns()));
+  }
+  (void)auto_gc();
   return summary;
 }
 
@@ -161,6 +207,50 @@ Result<void> Store::remove(const std::string& name) const {
   TRY(auto removed, db.remove_snapshot(record.name, record.tag));
   if (!removed) return std::unexpected(make_error(ErrorCode::not_found, fmt::format("no snapshot named {}", name)));
   return {};
+}
+
+Result<void> Store::pin(const std::string& name, bool pinned) const {
+  TRY(auto db, m_impl->db());
+  TRY(auto record, m_impl->resolve(db, name));
+  TRY(auto changed, db.set_pinned(record.name, record.tag, pinned));
+  if (!changed) return std::unexpected(make_error(ErrorCode::not_found, fmt::format("no snapshot named {}", name)));
+  return {};
+}
+
+Result<GcReport> Store::gc(const GcOptions& options) const {
+  return collect_garbage(m_impl->objects, m_impl->db_path, options);
+}
+
+Result<UsageReport> Store::usage(const UsageOptions& options) const {
+  TRY(auto config, load_gc_config(m_impl->config_path()));
+  TRY(auto db, m_impl->db());
+  return measure_usage(m_impl->objects, db, config, options);
+}
+
+Result<std::optional<GcReport>> Store::auto_gc() const { return m_impl->auto_gc_round(); }
+
+void Store::start_auto_gc(std::chrono::milliseconds interval) {
+  stop_auto_gc();
+  auto& state = *m_impl->auto_gc;
+  // Captures the Impl, not the Store: a Store may be moved while the thread runs.
+  const Impl* impl = m_impl.get();
+  state.thread = std::jthread([impl, interval, &state](std::stop_token stop) {
+    std::unique_lock lock(state.mutex);
+    while (!stop.stop_requested()) {
+      lock.unlock();
+      auto round = impl->auto_gc_round();
+      if (round && !*round) (void)collect_garbage(impl->objects, impl->db_path, {});  // orphans and staging only
+      lock.lock();
+      state.wake.wait_for(lock, stop, interval, [] { return false; });
+    }
+  });
+}
+
+void Store::stop_auto_gc() {
+  auto& state = *m_impl->auto_gc;
+  if (!state.thread.joinable()) return;
+  state.thread.request_stop();
+  state.thread.join();
 }
 
 Result<VerifySummary> Store::verify(const VerifyOptions&) const {

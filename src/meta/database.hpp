@@ -13,10 +13,11 @@
 #include <vector>
 
 #include "treesnap/result.hpp"
+#include "util/error.hpp"
 
 namespace treesnap {
 
-inline constexpr int k_schema_version = 1;
+inline constexpr int k_schema_version = 2;
 
 struct SnapshotRecord {
   std::int64_t row_id = 0;
@@ -26,11 +27,46 @@ struct SnapshotRecord {
   std::int64_t created_ns = 0;
   std::int64_t last_used_ns = 0;
   std::uint64_t entries = 0, files = 0, bytes = 0, new_objects = 0, new_bytes = 0;
+  bool pinned = false;
+  // Objects only this snapshot references and the disk bytes they hold: what evicting it frees
+  // (kept by triggers, see meta/schema.cpp).
+  std::uint64_t unique_objects = 0, unique_bytes = 0;
 };
 
 struct ObjectRecord {
   std::string digest;
   std::uint64_t size = 0;
+  // Bytes the object's inode occupies (st_blocks * 512 when it was published); 0 = unknown, then
+  // the size rounded up to 4 KiB blocks is recorded.
+  std::uint64_t disk_bytes = 0;
+};
+
+// What the database says about one digest.
+enum class ObjectState {
+  absent,      // no row: the file, if any, is unrecorded
+  live,        // referenced by at least one snapshot
+  orphan,      // referenced by none; garbage collection may remove it
+  collecting,  // a collector is deleting it (refcount -1): treat as gone once it finishes
+};
+
+// One row of `leases` (docs/format.md, "Leases").
+struct LeaseRecord {
+  std::int64_t id = 0;
+  std::string kind;  // "snapshot", "restore", "gc", …
+  std::int64_t pid = 0;
+  std::string host, boot_id;
+  std::int64_t started_seq = 0, started_ns = 0, expires_ns = 0;
+};
+
+// Store-wide figures, kept by triggers in the transactions that change them.
+struct UsageTotals {
+  std::uint64_t objects = 0, disk_bytes = 0, orphan_objects = 0, orphan_bytes = 0;
+};
+
+// An object a collector may delete or is deleting.
+struct CollectCandidate {
+  std::string digest;
+  std::uint64_t disk_bytes = 0;
 };
 
 // What the stat cache knows about one source file: if (dev, ino, size, mtime, ctime) still match,
@@ -51,6 +87,8 @@ class Database {
   ~Database();
 
   Result<std::optional<std::string>> get_info(const std::string& key);
+  // For connections whose writes need not survive a power loss (leases): no fsync per commit.
+  Result<void> set_synchronous_normal() { return exec("PRAGMA synchronous=NORMAL"); }
   Result<void> set_info_if_absent(const std::string& key, const std::string& value);
 
   // A read transaction around many lookups: one lock and one snapshot of the database instead of
@@ -58,9 +96,12 @@ class Database {
   Result<void> begin_read();
   Result<void> end_read();
 
+  // True when the object is recorded and live (referenced by a snapshot).
   Result<bool> has_object(const std::string& digest);
+  Result<ObjectState> object_state(const std::string& digest);
+  // Every recorded object except those being collected.
   Result<std::vector<ObjectRecord>> all_objects();
-  // The digest and ranges cached for this file, if its stat still matches and the object exists.
+  // The digest and ranges cached for this file, if its stat still matches and the object is live.
   Result<std::optional<StatRecord>> lookup_stat(const StatRecord& key);
 
   // Adds a snapshot, the objects it references and `stat_count` stat cache rows (row i comes
@@ -82,11 +123,57 @@ class Database {
   Result<void> touch_snapshot(std::int64_t row_id, std::int64_t now_ns);
   // Removes the snapshot row and its references in one transaction; false when absent.
   Result<bool> remove_snapshot(const std::string& name, const std::string& tag);
+  // Sets or clears the pin (pinned snapshots are never evicted); false when absent.
+  Result<bool> set_pinned(const std::string& name, const std::string& tag, bool pinned);
+
+  // --- Garbage collection and leases (meta/database_gc.cpp) ---
+  Result<UsageTotals> usage();
+  // Unpinned snapshots, least recently used first.
+  Result<std::vector<SnapshotRecord>> eviction_order();
+  // (digest, refcount, disk_bytes) of every object a snapshot references.
+  struct RefInfo {
+    std::string digest;
+    std::int64_t refcount = 0;
+    std::uint64_t disk_bytes = 0;
+  };
+  Result<std::vector<RefInfo>> snapshot_refs(std::int64_t row_id);
+  // Evicts one snapshot by row id unless it has been pinned or used since `last_used_ns`;
+  // false when it was not removed.
+  Result<bool> evict_snapshot(std::int64_t row_id, std::int64_t last_used_ns);
+
+  // Adds a lease row; its started_seq is a fresh value of usage.seq.
+  Result<LeaseRecord> add_lease(const std::string& kind, std::int64_t pid, const std::string& host,
+                                const std::string& boot_id, std::int64_t now, std::int64_t expires);
+  Result<void> renew_lease(std::int64_t id, std::int64_t expires);
+  Result<void> remove_lease(std::int64_t id);
+  Result<std::vector<LeaseRecord>> leases();
+  // Makes an orphan count as orphaned now, so that lease `holder`'s barrier protects it. Returns
+  // the object's state afterwards: `orphan` (now protected), `live`, `collecting` or `absent`.
+  Result<ObjectState> hold_object(const std::string& digest);
+  // The lease id of the collector deleting `digest`, if it is being collected.
+  Result<std::optional<std::int64_t>> collector_of(const std::string& digest);
+  // Removes the row of an object whose collector died mid-way (its file may or may not remain:
+  // an unrecorded file, trusted by publish only after re-hashing).
+  Result<void> drop_abandoned(const std::string& digest, std::int64_t dead_collector);
+
+  // Orphans that no lease protects: orphaned before the oldest lease other than `self` and
+  // not kind "gc" started. Read only (the dry run's answer).
+  Result<std::vector<CollectCandidate>> collectable_orphans(std::int64_t self, std::size_t limit);
+  // Marks up to `limit` of those as being collected by `self` (refcount -1) and returns them; the
+  // same transaction re-checks every condition.
+  Result<std::vector<CollectCandidate>> claim_orphans(std::int64_t self, std::size_t limit);
+  // Takes over objects left in collection by dead collectors.
+  Result<std::vector<CollectCandidate>> claim_abandoned(std::int64_t self, const std::vector<std::int64_t>& dead);
+  // Deletes the rows of objects `self` collected, after their files are gone.
+  Result<void> finish_collected(std::int64_t self, const std::vector<CollectCandidate>& done);
+  // Any row, whatever its state (the --full sweep's question).
+  Result<bool> is_recorded(const std::string& digest);
 
  private:
   struct StatementCache;
   explicit Database(sqlite3* db);
   Result<void> exec(const char* sql);
+  Result<std::vector<CollectCandidate>> orphans_query(std::int64_t self, std::size_t limit);
   Result<bool> remove_snapshot_rows(const std::string& name, const std::string& tag);
   // Runs `body` inside BEGIN IMMEDIATE … COMMIT, rolling back when it fails.
   template <typename Body>
@@ -94,5 +181,23 @@ class Database {
   sqlite3* m_db = nullptr;
   std::unique_ptr<StatementCache> m_cache;  // statements of the hot lookups, prepared once
 };
+
+// Busy moments are retried by SQLite's busy handler (60 s, with backoff) on BEGIN IMMEDIATE, so a
+// write transaction waits for another process's instead of failing.
+template <typename Body>
+auto Database::in_transaction(Body body) -> decltype(body()) {
+  TRY_VOID(exec("BEGIN IMMEDIATE"));
+  auto result = body();
+  if (!result) {
+    (void)exec("ROLLBACK");
+    return result;
+  }
+  auto committed = exec("COMMIT");
+  if (!committed) {
+    (void)exec("ROLLBACK");
+    return std::unexpected(committed.error());
+  }
+  return result;
+}
 
 }  // namespace treesnap

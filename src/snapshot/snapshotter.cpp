@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstring>
 #include <mutex>
+#include <unordered_map>
 #include <unordered_set>
 
 #include <fmt/format.h>
@@ -60,7 +61,7 @@ std::vector<DataRange> decode_ranges(std::string_view blob) {
   return ranges;
 }
 
-Result<SnapshotSummary> take_snapshot(const ObjectStore& objects, Database& db,
+Result<SnapshotSummary> take_snapshot(const ObjectStore& objects, Database& db, Lease& lease,
                                       const std::filesystem::path& source,
                                       const SnapshotOptions& options, unsigned threads) {
   const std::int64_t start = now_ns();
@@ -103,11 +104,20 @@ Result<SnapshotSummary> take_snapshot(const ObjectStore& objects, Database& db,
   std::atomic<std::uint64_t> new_objects{0}, new_bytes{0};
   std::atomic<bool> reflink_works{same_fs};
 
+  std::unordered_map<std::string, std::uint64_t> disk_bytes;  // of the objects this run published
+
+  // A live object is protected by the lease's barrier; an orphan must be held first (its
+  // orphaning predates the lease), and one being collected is stored anew. On a database error
+  // the file is simply stored again: publishing an existing object is safe.
   auto claim = [&](const std::string& digest) {
     std::lock_guard lock(mutex);
     if (claimed.contains(digest)) return false;
-    auto known = db.has_object(digest);
-    if (known && *known) return false;
+    auto state = db.object_state(digest);
+    if (state && *state == ObjectState::live) return false;
+    if (state && *state != ObjectState::absent) {
+      auto held = lease.hold(digest);
+      if (held && *held) return false;
+    }
     claimed.insert(digest);
     return true;
   };
@@ -130,6 +140,8 @@ Result<SnapshotSummary> take_snapshot(const ObjectStore& objects, Database& db,
     if (ingested.published) {
       new_objects += 1;
       new_bytes += e.size;
+      std::lock_guard lock(mutex);
+      disk_bytes[e.digest] = ingested.disk_bytes;
     }
     if (job.ctime_ns < start - k_racy_window_ns) {
       std::lock_guard lock(mutex);
@@ -157,7 +169,10 @@ Result<SnapshotSummary> take_snapshot(const ObjectStore& objects, Database& db,
     if (e.type != EntryType::file) continue;
     summary.files += 1;
     summary.bytes += e.size;
-    if (e.size > 0 && seen.insert(e.digest).second) referenced.push_back({e.digest, e.size});
+    if (e.size > 0 && seen.insert(e.digest).second) {
+      auto disk = disk_bytes.find(e.digest);
+      referenced.push_back({e.digest, e.size, disk == disk_bytes.end() ? 0 : disk->second});
+    }
   }
   referenced.push_back({manifest_digest, encoded.size()});
   std::string().swap(encoded);  // a 1M-entry manifest is tens of MB: free it before the commit

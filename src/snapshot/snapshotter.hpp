@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "meta/database.hpp"
+#include "meta/lease.hpp"
 #include "store/object_store.hpp"
 #include "treesnap/store.hpp"
 
@@ -14,7 +15,8 @@ namespace treesnap {
 // characters outside [A-Za-z0-9._/-] (names become OCI repository paths later).
 Result<std::pair<std::string, std::string>> parse_snapshot_name(const std::string& text);
 
-Result<SnapshotSummary> take_snapshot(const ObjectStore& objects, Database& db,
+// `lease` must have been taken before the call: objects it finds live are protected by it.
+Result<SnapshotSummary> take_snapshot(const ObjectStore& objects, Database& db, Lease& lease,
                                       const std::filesystem::path& source,
                                       const SnapshotOptions& options, unsigned threads);
 

@@ -39,6 +39,25 @@ std::vector<std::string> shard_names() {
   return names;
 }
 
+std::string staging_name(std::string_view purpose, long pid, std::string_view random) {
+  return fmt::format("{}-{}-{}", purpose, pid, random);
+}
+
+long staging_owner(std::string_view name) {
+  auto first = name.find('-');
+  if (first == std::string_view::npos) return 0;
+  auto second = name.find('-', first + 1);
+  if (second == std::string_view::npos) return 0;
+  long pid = 0;
+  for (char c : name.substr(first + 1, second - first - 1)) {
+    if (c < '0' || c > '9' || pid > 1'000'000'000) return 0;
+    pid = pid * 10 + (c - '0');
+  }
+  return pid;
+}
+
+std::string variant_prefix(std::string_view digest) { return to_hex(digest) + "."; }
+
 std::string digest_from_object_name(std::string_view shard, std::string_view file) {
   if (file.size() < 2 || file.substr(0, 2) != shard) return {};
   auto bytes = from_hex(file);

@@ -1,6 +1,7 @@
 // Every path inside a store is built here and nowhere else (STYLE 6).
 //
 //   STORE/treesnap.db            SQLite metadata (WAL: -wal and -shm beside it)
+//   STORE/treesnap.toml          store configuration (only [gc] so far: gc/config.hpp)
 //   STORE/objects/ab/<hex>       content objects and manifests, read-only, holes kept
 //   STORE/variants/ab/<name>     link variants: copies of an object whose mode, owner and xattrs
 //                                (and with strict metadata its mtime) equal a snapshot entry's,
@@ -22,6 +23,7 @@
 namespace treesnap::layout {
 
 inline constexpr std::string_view k_database = "treesnap.db";
+inline constexpr std::string_view k_config = "treesnap.toml";
 inline constexpr std::string_view k_objects = "objects";
 inline constexpr std::string_view k_variants = "variants";
 inline constexpr std::string_view k_staging = "tmp";
@@ -33,6 +35,13 @@ std::string object_name(std::string_view digest);
 std::string variant_name(std::string_view digest, const Entry& entry, bool with_mtime, unsigned generation);
 // The 256 shard directory names "00" … "ff".
 std::vector<std::string> shard_names();
+// A named staging file in tmp/ (O_TMPFILE leaves none): "<purpose>-<pid>-<random>", so that gc
+// can tell a live writer's file from a crash's leftover. `purpose` is "stage" or "replace".
+std::string staging_name(std::string_view purpose, long pid, std::string_view random);
+// The pid in a staging name; 0 when the name carries none (gc then judges by age alone).
+long staging_owner(std::string_view name);
+// "<hex>." : every variant of the object with this digest starts so (in the same shard).
+std::string variant_prefix(std::string_view digest);
 // Parses a file name under objects/ab/ back to raw digest bytes; empty when it is not one.
 std::string digest_from_object_name(std::string_view shard, std::string_view file);
 

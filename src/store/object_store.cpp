@@ -68,6 +68,13 @@ Result<void> stream_ranges(int src_fd, const std::vector<DataRange>& ranges, std
   return {};
 }
 
+// What the inode occupies on disk (delayed allocation included: ext4, XFS and btrfs count reserved
+// blocks in st_blocks), recorded so that `du` and eviction need not stat objects.
+Result<std::uint64_t> allocated_bytes(int fd) {
+  TRY(auto st, stat_fd(fd, "staged object"));
+  return static_cast<std::uint64_t>(st.st_blocks) * 512;
+}
+
 Result<void> set_object_metadata(int fd, std::uint32_t mode, std::int64_t mtime_ns) {
   if (::fchmod(fd, mode & 0555) != 0) return std::unexpected(os_error(errno, "chmod staged object"));
   struct timespec times[2] = {from_ns(mtime_ns), from_ns(mtime_ns)};
@@ -114,7 +121,7 @@ Result<UniqueFd> ObjectStore::stage() const {
     return std::unexpected(os_error(errno, "create staging file"));
   // File systems without O_TMPFILE: a named file, unlinked at once; publish links it through
   // /proc/self/fd the same way.
-  std::string name = "stage-" + random_suffix();
+  std::string name = layout::staging_name("stage", ::getpid(), random_suffix());
   TRY(auto named, open_at(m_staging.get(), name, O_RDWR | O_CREAT | O_EXCL, 0600));
   ::unlinkat(m_staging.get(), name.c_str(), 0);
   return named;
@@ -135,7 +142,7 @@ Result<void> ObjectStore::publish(UniqueFd staged, int dir_fd, const std::string
       auto hash = hash_fd(existing->get(), static_cast<std::uint64_t>(st.st_size), name);
       if (hash && *hash == digest) return {};
     }
-    std::string temp = "replace-" + random_suffix();
+    std::string temp = layout::staging_name("replace", ::getpid(), random_suffix());
     if (::linkat(AT_FDCWD, proc.c_str(), m_staging.get(), temp.c_str(), AT_SYMLINK_FOLLOW) != 0)
       return std::unexpected(os_error(errno, "stage replacement of " + name));
     if (::renameat(m_staging.get(), temp.c_str(), dir_fd, name.c_str()) != 0) {
@@ -185,6 +192,7 @@ Result<ObjectStore::Ingested> ObjectStore::ingest(int src_fd, std::uint64_t size
     TRY(auto staged, stage());
     TRY_VOID(write_full(staged.get(), data, "staged object"));
     TRY_VOID(set_object_metadata(staged.get(), mode, mtime_ns));
+    TRY(result.disk_bytes, allocated_bytes(staged.get()));
     TRY_VOID(publish(std::move(staged), m_objects.get(), layout::object_name(result.digest), result.digest));
     result.published = true;
     return result;
@@ -208,6 +216,7 @@ Result<ObjectStore::Ingested> ObjectStore::ingest(int src_fd, std::uint64_t size
   }
   if (!claim(result.digest)) return result;
   TRY_VOID(set_object_metadata(staged.get(), mode, mtime_ns));
+  TRY(result.disk_bytes, allocated_bytes(staged.get()));
   TRY_VOID(publish(std::move(staged), m_objects.get(), layout::object_name(result.digest), result.digest));
   result.published = true;
   return result;

@@ -25,12 +25,14 @@ class ObjectStore {
   int root_fd() const { return m_root.get(); }
   int objects_fd() const { return m_objects.get(); }
   int variants_fd() const { return m_variants.get(); }
+  int staging_fd() const { return m_staging.get(); }
 
   // What ingest learned about one file.
   struct Ingested {
     std::string digest;
     bool published = false;          // this call added the object to the store
     std::vector<DataRange> ranges;   // data ranges when the file has holes, else empty
+    std::uint64_t disk_bytes = 0;    // st_blocks * 512 of the published inode (when published)
   };
   // Returns true when the caller should store this digest (nobody has it yet); false when the
   // store already holds it or another writer in this run has claimed it.

@@ -4,6 +4,7 @@
 #include <linux/openat2.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -322,6 +323,45 @@ std::string join_path(std::string_view dir, std::string_view name) {
   out.reserve(dir.size() + 1 + name.size());
   out.append(dir).append("/").append(name);
   return out;
+}
+
+Result<std::vector<std::string>> list_names(int dir_fd, const std::string& name) {
+  TRY(auto fd, open_at(dir_fd, name, O_RDONLY | O_DIRECTORY));
+  DIR* dir = ::fdopendir(fd.release());
+  if (!dir) return std::unexpected(os_error(errno, "opendir " + name));
+  std::vector<std::string> names;
+  while (auto* d = ::readdir(dir)) {
+    std::string_view n(d->d_name);
+    if (n != "." && n != "..") names.emplace_back(n);
+  }
+  ::closedir(dir);
+  return names;
+}
+
+std::string host_name() {
+  char buffer[256] = {};
+  if (::gethostname(buffer, sizeof buffer - 1) != 0) return {};
+  return buffer;
+}
+
+std::string boot_id() {
+  static const std::string id = [] {
+    // /proc files report size 0, so read into a fixed buffer rather than with read_file().
+    auto fd = open_at(AT_FDCWD, "/proc/sys/kernel/random/boot_id", O_RDONLY);
+    if (!fd) return std::string();
+    char buffer[64] = {};
+    auto got = read_full(fd->get(), {buffer, sizeof buffer}, "boot_id");
+    if (!got) return std::string();
+    std::string s(buffer, *got);
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+    return s;
+  }();
+  return id;
+}
+
+bool process_alive(std::int64_t pid) noexcept {
+  if (pid <= 0) return false;
+  return ::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
 }
 
 }  // namespace treesnap

@@ -88,6 +88,17 @@ std::int64_t to_ns(const struct timespec& ts) noexcept;
 struct timespec from_ns(std::int64_t ns) noexcept;
 std::int64_t now_ns() noexcept;
 
+// The names in directory `name` under `dir_fd` ("." for dir_fd itself), "." and ".." left out,
+// in readdir order.
+Result<std::vector<std::string>> list_names(int dir_fd, const std::string& name);
+
+// Who this process is, for leases: the host name, the kernel's boot id (a UUID that changes at
+// every boot, from /proc/sys/kernel/random/boot_id; empty when unreadable), and whether a pid on
+// this host and boot is still running (kill(pid, 0): EPERM counts as alive).
+std::string host_name();
+std::string boot_id();
+bool process_alive(std::int64_t pid) noexcept;
+
 // Joins "a" and "b" as "a/b" ("" + "b" = "b").
 std::string join_path(std::string_view dir, std::string_view name);
 

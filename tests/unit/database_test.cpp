@@ -6,6 +6,8 @@
 
 #include <string>
 
+#include <fmt/format.h>
+
 #include "meta/database.hpp"
 #include "test_util.hpp"
 
@@ -57,7 +59,7 @@ TEST_F(DatabaseTest, CreateRecordsTheSchemaVersion) {
   auto version = db().get_info("schema_version");
   ASSERT_TRUE(ok(version));
   ASSERT_TRUE(version->has_value());
-  EXPECT_EQ(**version, "1");
+  EXPECT_EQ(**version, std::to_string(k_schema_version));
   auto missing = db().get_info("no such key");
   ASSERT_TRUE(ok(missing));
   EXPECT_FALSE(missing->has_value());
@@ -243,9 +245,9 @@ TEST_F(DatabaseTest, RefusesASqliteFileWithoutTreesnapTables) {
 TEST_F(DatabaseTest, RefusesANewerSchema) {
   sqlite3* raw = nullptr;
   ASSERT_EQ(sqlite3_open(m_path.c_str(), &raw), SQLITE_OK);
-  ASSERT_EQ(sqlite3_exec(raw, "UPDATE store_info SET value = '2' WHERE key = 'schema_version'", nullptr, nullptr,
-                         nullptr),
-            SQLITE_OK);
+  const std::string newer = fmt::format("UPDATE store_info SET value = '{}' WHERE key = 'schema_version'",
+                                        k_schema_version + 1);
+  ASSERT_EQ(sqlite3_exec(raw, newer.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
   sqlite3_close(raw);
   EXPECT_TRUE(fails_with(Database::open(m_path, false), ErrorCode::unsupported));
 }

@@ -1,0 +1,367 @@
+#include "gc/collector.hpp"
+
+#include <sys/statvfs.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <unordered_map>
+
+#include <fmt/format.h>
+
+#include "core/digest.hpp"
+#include "meta/lease.hpp"
+#include "store/layout.hpp"
+#include "util/posix.hpp"
+#include "util/trace.hpp"
+
+namespace treesnap {
+namespace {
+
+// Orphans marked and deleted per transaction: big enough that the two commits per batch cost
+// little, small enough that a crash leaves few rows in the "collecting" state.
+constexpr std::size_t k_batch = 1000;
+
+// Blocks an inode gives back when its last name goes; 0 while other names (a restored tree's
+// hardlinks) keep it alive. Reflinked extents shared with other files are counted too: the
+// figure is an upper bound on file systems that clone.
+std::uint64_t freed_if_unlinked(const struct stat& st) {
+  return st.st_nlink == 1 ? static_cast<std::uint64_t>(st.st_blocks) * 512 : 0;
+}
+
+// The variants of each object, found by listing its shard of variants/ once per run (variants
+// are not recorded in the database: they are caches of an object with other metadata).
+class VariantIndex {
+ public:
+  explicit VariantIndex(const ObjectStore& store) : m_store(store) {}
+
+  Result<std::vector<std::string>> of(const std::string& digest) {
+    std::string prefix = layout::variant_prefix(digest);
+    std::string shard = prefix.substr(0, 2);
+    auto it = m_shards.find(shard);
+    if (it == m_shards.end()) {
+      auto names = list_names(m_store.variants_fd(), shard);
+      if (!names && names.error().code != ErrorCode::not_found) return std::unexpected(names.error());
+      it = m_shards.emplace(shard, names ? std::move(*names) : std::vector<std::string>{}).first;
+    }
+    std::vector<std::string> out;
+    for (const auto& n : it->second)
+      if (n.starts_with(prefix)) out.push_back(shard + "/" + n);
+    return out;
+  }
+
+ private:
+  const ObjectStore& m_store;
+  std::map<std::string, std::vector<std::string>> m_shards;
+};
+
+struct Removal {
+  std::uint64_t freed = 0;
+  std::uint64_t variants = 0;
+};
+
+// What removing an object and its variants frees, without removing anything.
+Result<Removal> measure_removal(const ObjectStore& store, VariantIndex& variants, const std::string& digest) {
+  Removal r;
+  auto st = stat_at(store.objects_fd(), layout::object_name(digest));
+  if (st) r.freed += freed_if_unlinked(*st);
+  TRY(auto names, variants.of(digest));
+  for (const auto& n : names) {
+    auto vst = stat_at(store.variants_fd(), n);
+    if (vst) r.freed += freed_if_unlinked(*vst);
+    r.variants += 1;
+  }
+  return r;
+}
+
+Result<void> unlink_quietly(int dir_fd, const std::string& name) {
+  if (::unlinkat(dir_fd, name.c_str(), 0) != 0 && errno != ENOENT)
+    return std::unexpected(os_error(errno, "gc: unlink " + name));
+  return {};
+}
+
+// Variants first: a crash in between leaves an object whose variants are already gone, which a
+// restore recreates, never a variant without its object.
+Result<Removal> remove_object_files(const ObjectStore& store, VariantIndex& variants, const std::string& digest) {
+  TRY(auto removal, measure_removal(store, variants, digest));
+  TRY(auto names, variants.of(digest));
+  for (const auto& n : names) TRY_VOID(unlink_quietly(store.variants_fd(), n));
+  TRY_VOID(unlink_quietly(store.objects_fd(), layout::object_name(digest)));
+  return removal;
+}
+
+struct Plan {
+  std::vector<CollectCandidate> orphans;
+  std::vector<std::pair<SnapshotRecord, EvictedSnapshot>> evictions;
+};
+
+std::uint64_t free_needed(const GcOptions& o, const FsSpace& fs) {
+  auto pct = static_cast<std::uint64_t>(std::ceil(static_cast<double>(fs.size) * o.min_free_percent / 100.0));
+  return std::max(o.min_free_bytes, pct);
+}
+
+class Collector {
+ public:
+  Collector(const ObjectStore& store, Database& db, Lease& lease, const GcOptions& options, GcReport& report)
+      : m_store(store), m_db(db), m_lease(lease), m_options(options), m_report(report), m_variants(store) {}
+
+  // Forgets dead leases; finishes collections their holders left half-done.
+  Result<void> roots() {
+    TRY(auto all, m_db.leases());
+    const auto now = now_ns();
+    const auto host = host_name();
+    const auto boot = boot_id();
+    std::vector<std::int64_t> dead;
+    for (const auto& l : all) {
+      if (l.id == m_lease.id()) continue;
+      if (lease_dead(l, now, host, boot)) {
+        dead.push_back(l.id);
+        TRY_VOID(m_db.remove_lease(l.id));
+        m_report.leases_cleaned += 1;
+      } else if (l.kind != "gc") {
+        m_oldest_lease_ns = std::min(m_oldest_lease_ns, l.started_ns);
+      }
+    }
+    if (m_options.dry_run || dead.empty()) return {};
+    TRY(auto abandoned, m_db.claim_abandoned(m_lease.id(), dead));
+    return remove_claimed(abandoned);
+  }
+
+  Result<Plan> plan(const UsageTotals& usage, const FsSpace& fs) {
+    Plan plan;
+    TRY(plan.orphans, m_db.collectable_orphans(m_lease.id(), std::numeric_limits<std::int64_t>::max()));
+    std::uint64_t recorded = usage.disk_bytes;
+    std::uint64_t free = fs.free;
+    for (const auto& o : plan.orphans) {
+      TRY(auto r, measure_removal(m_store, m_variants, o.digest));
+      recorded -= std::min(recorded, o.disk_bytes);
+      free += r.freed;
+      m_planned.objects += 1;
+      m_planned.bytes += o.disk_bytes;
+      m_planned.freed += r.freed;
+      m_planned.variants += r.variants;
+    }
+    const std::uint64_t need = free_needed(m_options, fs);
+    auto met = [&] { return (m_options.max_size == 0 || recorded <= m_options.max_size) && free >= need; };
+    if (met()) return plan;
+    TRY(auto order, m_db.eviction_order());
+    std::unordered_map<std::string, std::int64_t> remaining;  // refcounts after the planned evictions
+    for (auto& snap : order) {
+      if (met()) break;
+      TRY(auto refs, m_db.snapshot_refs(snap.row_id));
+      EvictedSnapshot ev{snap.name + ":" + snap.tag, to_hex(snap.manifest), snap.last_used_ns, 0, 0, 0};
+      for (const auto& r : refs) {
+        auto& count = remaining.try_emplace(r.digest, r.refcount).first->second;
+        if (--count != 0) continue;
+        TRY(auto removal, measure_removal(m_store, m_variants, r.digest));
+        ev.objects += 1;
+        ev.bytes += r.disk_bytes;
+        ev.freed_bytes += removal.freed;
+        m_planned.variants += removal.variants;
+      }
+      recorded -= std::min(recorded, ev.bytes);
+      free += ev.freed_bytes;
+      m_planned.objects += ev.objects;
+      m_planned.bytes += ev.bytes;
+      m_planned.freed += ev.freed_bytes;
+      plan.evictions.emplace_back(std::move(snap), std::move(ev));
+    }
+    m_report.target_met = met();
+    return plan;
+  }
+
+  void report_plan(const Plan& plan) {
+    for (const auto& [snap, ev] : plan.evictions) m_report.evicted.push_back(ev);
+    m_report.objects_removed = m_planned.objects;
+    m_report.bytes_removed = m_planned.bytes;
+    m_report.bytes_freed = m_planned.freed;
+    m_report.variants_removed = m_planned.variants;
+  }
+
+  Result<void> sweep(const Plan& plan) {
+    for (const auto& [snap, ev] : plan.evictions) {
+      TRY(auto evicted, m_db.evict_snapshot(snap.row_id, snap.last_used_ns));
+      if (evicted) m_report.evicted.push_back(ev);
+    }
+    for (;;) {
+      TRY(auto batch, m_db.claim_orphans(m_lease.id(), k_batch));
+      if (batch.empty()) break;
+      TRY_VOID(remove_claimed(batch));
+    }
+    return {};
+  }
+
+  // Files in tmp/ older than the grace period whose writer (the pid in the name) is gone.
+  Result<void> staging() {
+    TRY(auto names, list_names(m_store.staging_fd(), "."));
+    const std::int64_t cutoff = now_ns() - m_options.grace_seconds * 1'000'000'000;
+    for (const auto& n : names) {
+      auto st = stat_at(m_store.staging_fd(), n);
+      if (!st || to_ns(st->st_mtim) > cutoff) continue;
+      const long owner = layout::staging_owner(n);
+      if (owner != 0 && process_alive(owner)) continue;
+      m_report.staging_removed += 1;
+      m_report.staging_bytes += freed_if_unlinked(*st);
+      if (m_options.dry_run) continue;
+      if (S_ISDIR(st->st_mode)) TRY_VOID(remove_tree(m_store.staging_fd(), n));
+      else TRY_VOID(unlink_quietly(m_store.staging_fd(), n));
+    }
+    return {};
+  }
+
+  // --full: files under objects/ and variants/ that no row records, older than the grace period
+  // and than every live lease (a running snapshot's objects have no row until it commits).
+  Result<void> unrecorded() {
+    const std::int64_t cutoff = std::min(now_ns() - m_options.grace_seconds * 1'000'000'000, m_oldest_lease_ns);
+    TRY_VOID(m_db.begin_read());
+    auto swept = [&]() -> Result<void> {
+      for (const auto& shard : layout::shard_names()) {
+        for (int dir : {m_store.objects_fd(), m_store.variants_fd()}) {
+          auto names = list_names(dir, shard);
+          if (!names) continue;
+          for (const auto& n : *names) {
+            std::string digest = layout::digest_from_object_name(shard, std::string_view(n).substr(0, n.find('.')));
+            if (digest.empty()) continue;  // not named by treesnap: left alone
+            TRY(auto recorded, m_db.is_recorded(digest));
+            if (recorded) continue;
+            std::string name = shard + "/" + n;
+            auto st = stat_at(dir, name);
+            if (!st || to_ns(st->st_ctim) > cutoff) continue;
+            m_report.unrecorded_removed += 1;
+            m_report.unrecorded_bytes += freed_if_unlinked(*st);
+            if (!m_options.dry_run) TRY_VOID(unlink_quietly(dir, name));
+          }
+        }
+      }
+      return {};
+    }();
+    (void)m_db.end_read();
+    return swept;
+  }
+
+ private:
+  Result<void> remove_claimed(const std::vector<CollectCandidate>& claimed) {
+    for (const auto& c : claimed) {
+      TRY(auto removal, remove_object_files(m_store, m_variants, c.digest));
+      m_report.objects_removed += 1;
+      m_report.bytes_removed += c.disk_bytes;
+      m_report.bytes_freed += removal.freed;
+      m_report.variants_removed += removal.variants;
+    }
+    return m_db.finish_collected(m_lease.id(), claimed);
+  }
+
+  struct Totals {
+    std::uint64_t objects = 0, bytes = 0, freed = 0, variants = 0;
+  };
+  const ObjectStore& m_store;
+  Database& m_db;
+  Lease& m_lease;
+  const GcOptions& m_options;
+  GcReport& m_report;
+  VariantIndex m_variants;
+  Totals m_planned;
+  std::int64_t m_oldest_lease_ns = std::numeric_limits<std::int64_t>::max();
+};
+
+}  // namespace
+
+Result<FsSpace> fs_space(int fd) {
+  struct statvfs vfs {};
+  if (::fstatvfs(fd, &vfs) != 0) return std::unexpected(os_error(errno, "statvfs store"));
+  // As df counts it: blocks reserved for root are neither used nor available, so a file system
+  // is "90% full" when used / (used + available) is 0.9, and freeing moves bytes between the two.
+  const std::uint64_t used = static_cast<std::uint64_t>(vfs.f_blocks - vfs.f_bfree) * vfs.f_frsize;
+  const std::uint64_t available = static_cast<std::uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+  return FsSpace{used + available, available};
+}
+
+Result<GcReport> collect_garbage(const ObjectStore& store, const std::string& db_path, const GcOptions& options) {
+  if (options.min_free_percent < 0 || options.min_free_percent > 100 || options.grace_seconds < 0)
+    return std::unexpected(make_error(ErrorCode::invalid, "gc: min-free percent must be 0-100 and the grace period not negative"));
+  const std::int64_t start = now_ns();
+  PhaseTimer timer("gc");
+  TRY(auto lease, Lease::acquire(db_path, "gc"));
+  TRY(auto db, Database::open(db_path, false));
+  GcReport report;
+  report.dry_run = options.dry_run;
+  Collector collector(store, db, *lease, options, report);
+  TRY_VOID(collector.roots());
+  timer.phase("roots");
+
+  TRY(auto before, db.usage());
+  TRY(auto fs, fs_space(store.root_fd()));
+  report.store_bytes_before = before.disk_bytes;
+  report.fs_free_before = fs.free;
+  TRY(auto plan, collector.plan(before, fs));
+  timer.phase("plan");
+
+  if (options.dry_run) {
+    collector.report_plan(plan);
+    report.store_bytes_after = before.disk_bytes - std::min(before.disk_bytes, report.bytes_removed);
+    report.fs_free_after = fs.free + report.bytes_freed;
+    report.orphans_kept = before.orphan_objects - std::min<std::uint64_t>(before.orphan_objects, plan.orphans.size());
+  } else {
+    TRY_VOID(collector.sweep(plan));
+    timer.phase("sweep");
+    TRY(auto after, db.usage());
+    TRY(auto fs_after, fs_space(store.root_fd()));
+    report.store_bytes_after = after.disk_bytes;
+    report.fs_free_after = fs_after.free;
+    report.orphans_kept = after.orphan_objects;
+  }
+  TRY_VOID(collector.staging());
+  timer.phase("staging");
+  if (options.full) {
+    TRY_VOID(collector.unrecorded());
+    timer.phase("full");
+  }
+  report.seconds = static_cast<double>(now_ns() - start) / 1e9;
+  return report;
+}
+
+Result<UsageReport> measure_usage(const ObjectStore& store, Database& db, const GcConfig& config,
+                                  const UsageOptions& options) {
+  const std::int64_t start = now_ns();
+  UsageReport report;
+  TRY_VOID(db.begin_read());  // one consistent view of the totals and the snapshot rows
+  auto read = [&]() -> Result<void> {
+    TRY(auto totals, db.usage());
+    TRY(auto snapshots, db.list_snapshots());
+    std::stable_sort(snapshots.begin(), snapshots.end(), [](const SnapshotRecord& a, const SnapshotRecord& b) {
+      return a.last_used_ns != b.last_used_ns ? a.last_used_ns < b.last_used_ns : a.row_id < b.row_id;
+    });
+    report.objects = totals.objects;
+    report.store_bytes = totals.disk_bytes;
+    report.orphan_objects = totals.orphan_objects;
+    report.orphan_bytes = totals.orphan_bytes;
+    std::uint64_t unique = 0;
+    for (const auto& s : snapshots) {
+      report.snapshots.push_back({s.name + ":" + s.tag, to_hex(s.manifest), s.pinned, s.last_used_ns,
+                                  s.unique_objects, s.unique_bytes});
+      unique += s.unique_bytes;
+    }
+    report.shared_bytes = totals.disk_bytes - std::min(totals.disk_bytes, totals.orphan_bytes + unique);
+    if (options.exact) {
+      report.exact = true;
+      TRY(auto all, db.all_objects());
+      for (const auto& o : all) {
+        auto st = stat_at(store.objects_fd(), layout::object_name(o.digest));
+        if (st && st->st_nlink > 1) report.linked_outside_bytes += static_cast<std::uint64_t>(st->st_blocks) * 512;
+      }
+    }
+    return {};
+  }();
+  (void)db.end_read();
+  if (!read) return std::unexpected(read.error());
+  TRY(auto fs, fs_space(store.root_fd()));
+  report.fs_size = fs.size;
+  report.fs_free = fs.free;
+  report.high_watermark = config.high_watermark;
+  report.low_watermark = config.low_watermark;
+  report.seconds = static_cast<double>(now_ns() - start) / 1e9;
+  return report;
+}
+
+}  // namespace treesnap

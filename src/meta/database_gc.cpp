@@ -1,0 +1,191 @@
+// The queries of garbage collection, eviction, leases and usage. Every figure comes from columns
+// that triggers keep current (meta/schema.cpp), so none of these scans the whole store.
+#include <limits>
+
+#include "meta/database.hpp"
+#include "meta/statement.hpp"
+
+namespace treesnap {
+
+using sql::Statement;
+
+namespace {
+
+// The barrier: an orphan is protected while a lease that started at or before its orphaning is
+// alive. Collectors' own leases protect nothing (two collectors must not block each other).
+constexpr const char* k_barrier =
+    "(SELECT coalesce(min(started_seq), 9223372036854775807) FROM leases WHERE id != ?1 AND kind != 'gc')";
+
+LeaseRecord read_lease(const Statement& s) {
+  return {s.i64(0), s.text(1), s.i64(2), s.text(3), s.text(4), s.i64(5), s.i64(6), s.i64(7)};
+}
+
+}  // namespace
+
+Result<UsageTotals> Database::usage() {
+  Statement s(m_db, "SELECT objects, disk_bytes, orphan_objects, orphan_bytes FROM usage WHERE id = 0");
+  TRY(auto row, s.step());
+  if (!row) return std::unexpected(make_error(ErrorCode::corrupt, "database: the usage row is missing"));
+  return UsageTotals{s.u64(0), s.u64(1), s.u64(2), s.u64(3)};
+}
+
+Result<std::vector<SnapshotRecord>> Database::eviction_order() {
+  std::vector<SnapshotRecord> out;
+  TRY(auto all, list_snapshots());
+  for (auto& r : all)
+    if (!r.pinned) out.push_back(std::move(r));
+  std::stable_sort(out.begin(), out.end(), [](const SnapshotRecord& a, const SnapshotRecord& b) {
+    return a.last_used_ns != b.last_used_ns ? a.last_used_ns < b.last_used_ns : a.row_id < b.row_id;
+  });
+  return out;
+}
+
+Result<std::vector<Database::RefInfo>> Database::snapshot_refs(std::int64_t row_id) {
+  Statement s(m_db, "SELECT r.digest, o.refcount, o.disk_bytes FROM refs r JOIN objects o ON o.digest = r.digest "
+                    "WHERE r.snapshot = ?");
+  s.bind(1, row_id);
+  std::vector<RefInfo> out;
+  for (;;) {
+    TRY(auto row, s.step());
+    if (!row) break;
+    out.push_back({s.blob(0), s.i64(1), s.u64(2)});
+  }
+  return out;
+}
+
+Result<bool> Database::evict_snapshot(std::int64_t row_id, std::int64_t last_used_ns) {
+  return in_transaction([&]() -> Result<bool> {
+    // Re-checked under the write lock: a pin or a use since the plan was made wins.
+    Statement check(m_db, "SELECT 1 FROM snapshots WHERE id = ? AND pinned = 0 AND last_used_ns = ?");
+    TRY(auto row, check.bind(1, row_id).bind(2, last_used_ns).step());
+    if (!row) return false;
+    Statement refs(m_db, "DELETE FROM refs WHERE snapshot = ?");
+    TRY_VOID(refs.bind(1, row_id).run());
+    Statement snap(m_db, "DELETE FROM snapshots WHERE id = ?");
+    TRY_VOID(snap.bind(1, row_id).run());
+    return true;
+  });
+}
+
+Result<LeaseRecord> Database::add_lease(const std::string& kind, std::int64_t pid, const std::string& host,
+                                        const std::string& boot, std::int64_t now, std::int64_t expires) {
+  return in_transaction([&]() -> Result<LeaseRecord> {
+    TRY_VOID(exec("UPDATE usage SET seq = seq + 1 WHERE id = 0"));
+    Statement seq(m_db, "SELECT seq FROM usage WHERE id = 0");
+    TRY(auto row, seq.step());
+    if (!row) return std::unexpected(make_error(ErrorCode::corrupt, "database: the usage row is missing"));
+    LeaseRecord lease{0, kind, pid, host, boot, seq.i64(0), now, expires};
+    Statement insert(m_db, "INSERT INTO leases(kind, pid, host, boot_id, started_seq, started_ns, expires_ns) "
+                           "VALUES(?, ?, ?, ?, ?, ?, ?)");
+    insert.bind_text(1, kind).bind(2, pid).bind_text(3, host).bind_text(4, boot);
+    TRY_VOID(insert.bind(5, lease.started_seq).bind(6, now).bind(7, expires).run());
+    lease.id = sqlite3_last_insert_rowid(m_db);
+    return lease;
+  });
+}
+
+Result<void> Database::renew_lease(std::int64_t id, std::int64_t expires) {
+  Statement s(m_db, "UPDATE leases SET expires_ns = ? WHERE id = ?");
+  return s.bind(1, expires).bind(2, id).run();
+}
+
+Result<void> Database::remove_lease(std::int64_t id) {
+  Statement s(m_db, "DELETE FROM leases WHERE id = ?");
+  return s.bind(1, id).run();
+}
+
+Result<std::vector<LeaseRecord>> Database::leases() {
+  Statement s(m_db, "SELECT id, kind, pid, host, boot_id, started_seq, started_ns, expires_ns FROM leases ORDER BY id");
+  std::vector<LeaseRecord> out;
+  for (;;) {
+    TRY(auto row, s.step());
+    if (!row) break;
+    out.push_back(read_lease(s));
+  }
+  return out;
+}
+
+Result<ObjectState> Database::hold_object(const std::string& digest) {
+  return in_transaction([&]() -> Result<ObjectState> {
+    Statement s(m_db, "UPDATE objects SET orphaned_seq = (SELECT seq FROM usage WHERE id = 0) "
+                      "WHERE digest = ? AND refcount = 0");
+    TRY_VOID(s.bind_blob(1, digest).run());
+    if (sqlite3_changes(m_db) > 0) return ObjectState::orphan;
+    return object_state(digest);
+  });
+}
+
+Result<std::optional<std::int64_t>> Database::collector_of(const std::string& digest) {
+  Statement s(m_db, "SELECT collector FROM objects WHERE digest = ? AND refcount < 0");
+  TRY(auto row, s.bind_blob(1, digest).step());
+  if (!row) return std::optional<std::int64_t>{};
+  return std::optional<std::int64_t>{s.i64(0)};
+}
+
+Result<void> Database::drop_abandoned(const std::string& digest, std::int64_t dead_collector) {
+  return in_transaction([&]() -> Result<void> {
+    Statement s(m_db, "DELETE FROM objects WHERE digest = ? AND refcount < 0 AND collector = ?");
+    return s.bind_blob(1, digest).bind(2, dead_collector).run();
+  });
+}
+
+Result<std::vector<CollectCandidate>> Database::orphans_query(std::int64_t self, std::size_t limit) {
+  std::string text = fmt::format("SELECT digest, disk_bytes FROM objects WHERE refcount = 0 AND orphaned_seq < {} "
+                                 "ORDER BY orphaned_seq LIMIT ?2", k_barrier);
+  Statement s(m_db, text.c_str());
+  s.bind(1, self).bind(2, static_cast<std::int64_t>(std::min<std::size_t>(limit, std::numeric_limits<std::int64_t>::max())));
+  std::vector<CollectCandidate> out;
+  for (;;) {
+    TRY(auto row, s.step());
+    if (!row) break;
+    out.push_back({s.blob(0), s.u64(1)});
+  }
+  return out;
+}
+
+Result<std::vector<CollectCandidate>> Database::collectable_orphans(std::int64_t self, std::size_t limit) {
+  return orphans_query(self, limit);
+}
+
+Result<std::vector<CollectCandidate>> Database::claim_orphans(std::int64_t self, std::size_t limit) {
+  return in_transaction([&]() -> Result<std::vector<CollectCandidate>> {
+    TRY(auto found, orphans_query(self, limit));
+    Statement mark(m_db, "UPDATE objects SET refcount = -1, collector = ? WHERE digest = ? AND refcount = 0");
+    for (const auto& c : found) TRY_VOID(mark.bind(1, self).bind_blob(2, c.digest).run());
+    return found;
+  });
+}
+
+Result<std::vector<CollectCandidate>> Database::claim_abandoned(std::int64_t self, const std::vector<std::int64_t>& dead) {
+  return in_transaction([&]() -> Result<std::vector<CollectCandidate>> {
+    std::vector<CollectCandidate> out;
+    Statement find(m_db, "SELECT digest, disk_bytes FROM objects WHERE refcount < 0 AND collector = ?");
+    Statement take(m_db, "UPDATE objects SET collector = ? WHERE refcount < 0 AND collector = ?");
+    for (auto id : dead) {
+      find.bind(1, id);
+      for (;;) {
+        TRY(auto row, find.step());
+        if (!row) break;
+        out.push_back({find.blob(0), find.u64(1)});
+      }
+      find.reset();
+      TRY_VOID(take.bind(1, self).bind(2, id).run());
+    }
+    return out;
+  });
+}
+
+Result<void> Database::finish_collected(std::int64_t self, const std::vector<CollectCandidate>& done) {
+  return in_transaction([&]() -> Result<void> {
+    Statement s(m_db, "DELETE FROM objects WHERE digest = ? AND refcount < 0 AND collector = ?");
+    for (const auto& c : done) TRY_VOID(s.bind_blob(1, c.digest).bind(2, self).run());
+    return {};
+  });
+}
+
+Result<bool> Database::is_recorded(const std::string& digest) {
+  Statement s(m_db, "SELECT 1 FROM objects WHERE digest = ?");
+  return s.bind_blob(1, digest).step();
+}
+
+}  // namespace treesnap

@@ -1,0 +1,169 @@
+#include "meta/schema.hpp"
+
+#include <string>
+
+#include "meta/database.hpp"
+#include "meta/statement.hpp"
+
+namespace treesnap {
+namespace {
+
+constexpr const char* k_schema_v1 = R"sql(
+CREATE TABLE IF NOT EXISTS store_info(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS objects(
+  digest BLOB PRIMARY KEY, size INTEGER NOT NULL,
+  created_ns INTEGER NOT NULL, last_used_ns INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS snapshots(
+  id INTEGER PRIMARY KEY, name TEXT NOT NULL, tag TEXT NOT NULL, manifest BLOB NOT NULL,
+  created_ns INTEGER NOT NULL, last_used_ns INTEGER NOT NULL,
+  entries INTEGER NOT NULL, files INTEGER NOT NULL, bytes INTEGER NOT NULL,
+  new_objects INTEGER NOT NULL, new_bytes INTEGER NOT NULL, UNIQUE(name, tag));
+CREATE TABLE IF NOT EXISTS refs(
+  snapshot INTEGER NOT NULL, digest BLOB NOT NULL, PRIMARY KEY(snapshot, digest)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS refs_by_digest ON refs(digest);
+CREATE TABLE IF NOT EXISTS stat_cache(
+  dev INTEGER NOT NULL, ino INTEGER NOT NULL, size INTEGER NOT NULL,
+  mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, digest BLOB NOT NULL, ranges BLOB,
+  PRIMARY KEY(dev, ino)) WITHOUT ROWID;
+)sql";
+
+// Version 2: reference counts and usage figures kept by triggers in the transactions that change
+// refs, so that finding orphans and answering `du` cost O(change), never O(store); pins; leases.
+//
+// objects.refcount is the number of snapshots referencing the object; -1 marks an object a
+// collector (gc, named by its lease in objects.collector) is deleting: its row goes only after
+// its files, so "a row in state >= 0" always means "the file exists". objects.orphaned_seq is the
+// value of usage.seq when the object last became (or was last used as) an orphan: a lease started
+// at seq S protects every object orphaned at or after S (docs/format.md, "Leases").
+// Existing objects get an estimated disk_bytes (size rounded up to 4 KiB blocks); new objects
+// record st_blocks * 512 of the published inode.
+constexpr const char* k_migrate_v2 = R"sql(
+ALTER TABLE objects ADD COLUMN refcount INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE objects ADD COLUMN disk_bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE objects ADD COLUMN orphaned_seq INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE objects ADD COLUMN collector INTEGER;
+ALTER TABLE snapshots ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE snapshots ADD COLUMN unique_objects INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE snapshots ADD COLUMN unique_bytes INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE leases(
+  id INTEGER PRIMARY KEY, kind TEXT NOT NULL, pid INTEGER NOT NULL, host TEXT NOT NULL,
+  boot_id TEXT NOT NULL, started_seq INTEGER NOT NULL, started_ns INTEGER NOT NULL,
+  expires_ns INTEGER NOT NULL);
+CREATE TABLE usage(
+  id INTEGER PRIMARY KEY CHECK (id = 0), seq INTEGER NOT NULL, objects INTEGER NOT NULL,
+  disk_bytes INTEGER NOT NULL, orphan_objects INTEGER NOT NULL, orphan_bytes INTEGER NOT NULL);
+
+UPDATE objects SET
+  refcount = (SELECT count(*) FROM refs WHERE refs.digest = objects.digest),
+  disk_bytes = (size + 4095) / 4096 * 4096;
+UPDATE snapshots SET
+  unique_objects = (SELECT count(*) FROM refs r JOIN objects o ON o.digest = r.digest
+                    WHERE r.snapshot = snapshots.id AND o.refcount = 1),
+  unique_bytes = (SELECT coalesce(sum(o.disk_bytes), 0) FROM refs r JOIN objects o ON o.digest = r.digest
+                  WHERE r.snapshot = snapshots.id AND o.refcount = 1);
+INSERT INTO usage(id, seq, objects, disk_bytes, orphan_objects, orphan_bytes) VALUES(0, 1,
+  (SELECT count(*) FROM objects), (SELECT coalesce(sum(disk_bytes), 0) FROM objects),
+  (SELECT count(*) FROM objects WHERE refcount = 0),
+  (SELECT coalesce(sum(disk_bytes), 0) FROM objects WHERE refcount = 0));
+
+CREATE INDEX objects_orphans ON objects(orphaned_seq) WHERE refcount = 0;
+CREATE INDEX objects_collecting ON objects(collector) WHERE refcount < 0;
+CREATE INDEX snapshots_lru ON snapshots(last_used_ns);
+
+CREATE TRIGGER objects_added AFTER INSERT ON objects BEGIN
+  UPDATE usage SET objects = objects + 1, disk_bytes = disk_bytes + NEW.disk_bytes,
+    orphan_objects = orphan_objects + (NEW.refcount <= 0),
+    orphan_bytes = orphan_bytes + (CASE WHEN NEW.refcount <= 0 THEN NEW.disk_bytes ELSE 0 END);
+END;
+CREATE TRIGGER objects_removed AFTER DELETE ON objects BEGIN
+  UPDATE usage SET objects = objects - 1, disk_bytes = disk_bytes - OLD.disk_bytes,
+    orphan_objects = orphan_objects - (OLD.refcount <= 0),
+    orphan_bytes = orphan_bytes - (CASE WHEN OLD.refcount <= 0 THEN OLD.disk_bytes ELSE 0 END);
+END;
+CREATE TRIGGER objects_orphaned AFTER UPDATE OF refcount ON objects
+WHEN (OLD.refcount <= 0) != (NEW.refcount <= 0) BEGIN
+  UPDATE usage SET
+    orphan_objects = orphan_objects + (CASE WHEN NEW.refcount <= 0 THEN 1 ELSE -1 END),
+    orphan_bytes = orphan_bytes + (CASE WHEN NEW.refcount <= 0 THEN NEW.disk_bytes ELSE -NEW.disk_bytes END);
+END;
+
+-- A snapshot's unique figures count the objects only it references: they change when an
+-- object's refcount passes through 1, and the snapshot concerned is found through refs_by_digest.
+CREATE TRIGGER refs_added AFTER INSERT ON refs BEGIN
+  SELECT RAISE(ABORT, 'object is being garbage-collected')
+    WHERE (SELECT refcount FROM objects WHERE digest = NEW.digest) < 0;
+  UPDATE objects SET refcount = refcount + 1 WHERE digest = NEW.digest;
+  UPDATE snapshots SET unique_objects = unique_objects + 1,
+      unique_bytes = unique_bytes + (SELECT disk_bytes FROM objects WHERE digest = NEW.digest)
+    WHERE id = NEW.snapshot AND (SELECT refcount FROM objects WHERE digest = NEW.digest) = 1;
+  UPDATE snapshots SET unique_objects = unique_objects - 1,
+      unique_bytes = unique_bytes - (SELECT disk_bytes FROM objects WHERE digest = NEW.digest)
+    WHERE (SELECT refcount FROM objects WHERE digest = NEW.digest) = 2
+      AND id = (SELECT snapshot FROM refs WHERE digest = NEW.digest AND snapshot != NEW.snapshot);
+END;
+CREATE TRIGGER refs_removed AFTER DELETE ON refs BEGIN
+  UPDATE objects SET refcount = refcount - 1,
+      orphaned_seq = CASE WHEN refcount = 1 THEN (SELECT seq FROM usage) ELSE orphaned_seq END
+    WHERE digest = OLD.digest;
+  UPDATE snapshots SET unique_objects = unique_objects - 1,
+      unique_bytes = unique_bytes - (SELECT disk_bytes FROM objects WHERE digest = OLD.digest)
+    WHERE id = OLD.snapshot AND (SELECT refcount FROM objects WHERE digest = OLD.digest) = 0;
+  UPDATE snapshots SET unique_objects = unique_objects + 1,
+      unique_bytes = unique_bytes + (SELECT disk_bytes FROM objects WHERE digest = OLD.digest)
+    WHERE (SELECT refcount FROM objects WHERE digest = OLD.digest) = 1
+      AND id = (SELECT snapshot FROM refs WHERE digest = OLD.digest);
+END;
+
+UPDATE store_info SET value = '2' WHERE key = 'schema_version';
+)sql";
+
+struct Migration {
+  int to_version;
+  const char* sql;
+};
+constexpr Migration k_migrations[] = {{2, k_migrate_v2}};
+
+Result<int> recorded_version(sqlite3* db) {
+  sql::Statement s(db, "SELECT value FROM store_info WHERE key = 'schema_version'");
+  TRY(auto row, s.step());
+  if (!row) return 0;
+  return std::stoi(s.text(0));
+}
+
+}  // namespace
+
+Result<void> create_schema(sqlite3* db) {
+  TRY_VOID(sql::exec(db, "BEGIN IMMEDIATE"));
+  auto made = [&]() -> Result<void> {
+    TRY_VOID(sql::exec(db, k_schema_v1));
+    return sql::exec(db, "INSERT OR IGNORE INTO store_info(key, value) VALUES('schema_version', '1')");
+  }();
+  if (!made) {
+    (void)sql::exec(db, "ROLLBACK");
+    return made;
+  }
+  TRY_VOID(sql::exec(db, "COMMIT"));
+  TRY(auto version, recorded_version(db));
+  return migrate_schema(db, version);
+}
+
+Result<void> migrate_schema(sqlite3* db, int from_version) {
+  for (const auto& m : k_migrations) {
+    if (m.to_version <= from_version) continue;
+    TRY_VOID(sql::exec(db, "BEGIN IMMEDIATE"));
+    // Another process may have migrated while this one waited for the lock.
+    auto done = [&]() -> Result<void> {
+      TRY(auto version, recorded_version(db));
+      if (version >= m.to_version) return {};
+      return sql::exec(db, m.sql);
+    }();
+    if (!done) {
+      (void)sql::exec(db, "ROLLBACK");
+      return done;
+    }
+    TRY_VOID(sql::exec(db, "COMMIT"));
+  }
+  return {};
+}
+
+}  // namespace treesnap

@@ -1,0 +1,95 @@
+// Internal to meta/: a prepared SQLite statement with positional binding, and the one place where
+// SQLite result codes become ErrorCodes.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include <fmt/format.h>
+
+#include "util/error.hpp"
+
+namespace treesnap::sql {
+
+inline Error db_error(sqlite3* db, std::string_view what) {
+  int code = sqlite3_errcode(db);
+  ErrorCode mapped = ErrorCode::io;
+  if (code == SQLITE_BUSY || code == SQLITE_LOCKED) mapped = ErrorCode::busy;
+  else if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB) mapped = ErrorCode::corrupt;
+  else if (code == SQLITE_FULL) mapped = ErrorCode::no_space;
+  else if (code == SQLITE_CONSTRAINT) mapped = ErrorCode::exists;
+  return make_error(mapped, fmt::format("database: {}: {}", what, sqlite3_errmsg(db)));
+}
+
+// A prepared statement with positional binding; finalized on scope exit.
+class Statement {
+ public:
+  Statement(sqlite3* db, const char* sql) : m_db(db) {
+    m_ok = sqlite3_prepare_v2(db, sql, -1, &m_stmt, nullptr) == SQLITE_OK;
+  }
+  ~Statement() { sqlite3_finalize(m_stmt); }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  bool ok() const { return m_ok; }
+  Statement& bind(int i, std::int64_t v) { sqlite3_bind_int64(m_stmt, i, v); return *this; }
+  Statement& bind(int i, std::uint64_t v) { return bind(i, static_cast<std::int64_t>(v)); }
+  Statement& bind_text(int i, const std::string& v) {
+    sqlite3_bind_text(m_stmt, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Statement& bind_blob(int i, const std::string& v) {
+    sqlite3_bind_blob(m_stmt, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  // SQLITE_ROW -> true, SQLITE_DONE -> false.
+  Result<bool> step() {
+    if (!m_ok) return std::unexpected(db_error(m_db, "prepare"));
+    int rc = sqlite3_step(m_stmt);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    return std::unexpected(db_error(m_db, "step"));
+  }
+  Result<void> run() {
+    TRY(auto row, step());
+    (void)row;
+    sqlite3_reset(m_stmt);
+    sqlite3_clear_bindings(m_stmt);
+    return {};
+  }
+  void reset() {
+    sqlite3_reset(m_stmt);
+    sqlite3_clear_bindings(m_stmt);
+  }
+  std::int64_t i64(int col) const { return sqlite3_column_int64(m_stmt, col); }
+  std::uint64_t u64(int col) const { return static_cast<std::uint64_t>(i64(col)); }
+  std::string blob(int col) const {
+    auto* p = static_cast<const char*>(sqlite3_column_blob(m_stmt, col));
+    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(m_stmt, col))) : std::string();
+  }
+  std::string text(int col) const {
+    auto* p = reinterpret_cast<const char*>(sqlite3_column_text(m_stmt, col));
+    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(m_stmt, col))) : std::string();
+  }
+
+ private:
+  sqlite3* m_db;
+  sqlite3_stmt* m_stmt = nullptr;
+  bool m_ok = false;
+};
+
+// Runs one or more statements without results.
+inline Result<void> exec(sqlite3* db, const char* text) {
+  char* message = nullptr;
+  if (sqlite3_exec(db, text, nullptr, nullptr, &message) != SQLITE_OK) {
+    Error error = db_error(db, message ? message : text);
+    sqlite3_free(message);
+    return std::unexpected(error);
+  }
+  return {};
+}
+
+}  // namespace treesnap::sql
