@@ -275,7 +275,8 @@ auto Database::in_transaction(Body body) -> decltype(body()) {
   return result;
 }
 
-Result<void> Database::commit_snapshot(const SnapshotRecord& snap, const std::vector<ObjectRecord>& objects,
+Result<void> Database::commit_snapshot(const SnapshotRecord& snap, std::size_t object_count,
+                                       const std::function<ObjectRecord(std::size_t)>& object_row,
                                        std::size_t stat_count,
                                        const std::function<StatRecord(std::size_t)>& stat_row, bool replace) {
   return in_transaction([&]() -> Result<void> {
@@ -289,7 +290,8 @@ Result<void> Database::commit_snapshot(const SnapshotRecord& snap, const std::ve
     }
     Statement object(m_db, "INSERT INTO objects(digest, size, created_ns, last_used_ns) VALUES(?, ?, ?, ?) "
                            "ON CONFLICT(digest) DO UPDATE SET last_used_ns = excluded.last_used_ns");
-    for (const auto& o : objects) {
+    for (std::size_t i = 0; i < object_count; ++i) {
+      const ObjectRecord o = object_row(i);
       TRY_VOID(object.bind_blob(1, o.digest).bind(2, o.size).bind(3, snap.created_ns).bind(4, snap.created_ns).run());
     }
     Statement insert(m_db, "INSERT INTO snapshots(name, tag, manifest, created_ns, last_used_ns, entries, files, "
@@ -300,7 +302,7 @@ Result<void> Database::commit_snapshot(const SnapshotRecord& snap, const std::ve
     TRY_VOID(insert.run());
     std::int64_t row_id = sqlite3_last_insert_rowid(m_db);
     Statement ref(m_db, "INSERT OR IGNORE INTO refs(snapshot, digest) VALUES(?, ?)");
-    for (const auto& o : objects) TRY_VOID(ref.bind(1, row_id).bind_blob(2, o.digest).run());
+    for (std::size_t i = 0; i < object_count; ++i) TRY_VOID(ref.bind(1, row_id).bind_blob(2, object_row(i).digest).run());
     Statement cache(m_db, "INSERT OR REPLACE INTO stat_cache(dev, ino, size, mtime_ns, ctime_ns, digest, ranges) "
                           "VALUES(?, ?, ?, ?, ?, ?, ?)");
     for (std::size_t i = 0; i < stat_count; ++i) {

@@ -94,17 +94,17 @@ Manifest every_kind_of_entry(DigestAlgorithm algorithm) {
   Manifest m{algorithm, {}};
   m.entries.push_back(make("", EntryType::directory, 0755));
   Entry dir = make("d", EntryType::directory, 02775);
-  dir.xattrs = {{"user.empty", ""}};
+  dir.set_xattrs({{"user.empty", ""}});
   m.entries.push_back(dir);
   Entry file = make("d/file", EntryType::file, 04755);
   file.size = 5;
   file.digest = std::string(digest_bytes, '\xab');
-  file.xattrs = {{"user.bin", std::string("\0\x01\xff\x80", 4)}, {"user.text", "blue"}};
+  file.set_xattrs({{"user.bin", std::string("\0\x01\xff\x80", 4)}, {"user.text", "blue"}});
   m.entries.push_back(file);
   Entry sparse = make("d/sparse", EntryType::file, 0600);
   sparse.size = std::uint64_t{1} << 40;  // 1 TiB, two islands of data
   sparse.digest = std::string(digest_bytes, '\x01');
-  sparse.data_ranges = {{4096, 8192}, {(std::uint64_t{1} << 40) - 4096, 4096}};
+  sparse.set_data_ranges({{4096, 8192}, {(std::uint64_t{1} << 40) - 4096, 4096}});
   m.entries.push_back(sparse);
   Entry empty = make("empty", EntryType::file, 0444);
   empty.mtime_ns = -1'500'000'000'000'000'001;  // before 1970, not a whole second
@@ -115,13 +115,13 @@ Manifest every_kind_of_entry(DigestAlgorithm algorithm) {
   link.link_index = 2;
   m.entries.push_back(link);
   Entry block = make("sda", EntryType::block_device, 0660);
-  block.rdev = 0x0800;
+  block.set_rdev(0x0800);
   m.entries.push_back(block);
   Entry symlink = make("sym", EntryType::symlink, 0777);
-  symlink.link_target = "../../\xff not utf-8";
+  symlink.set_link_target("../../\xff not utf-8");
   m.entries.push_back(symlink);
   Entry chr = make("tty", EntryType::char_device, 0620);
-  chr.rdev = std::numeric_limits<std::uint64_t>::max();
+  chr.set_rdev(std::numeric_limits<std::uint64_t>::max());
   chr.uid = std::numeric_limits<std::uint32_t>::max();
   chr.gid = std::numeric_limits<std::uint32_t>::max();
   chr.mtime_ns = std::numeric_limits<std::int64_t>::min();
@@ -181,8 +181,8 @@ TEST(ManifestTest, EncodingFollowsTheGrammar) {
   f.mtime_ns = -1;
   f.size = 3;
   f.digest = std::string(32, '\xab');
-  f.data_ranges = {{1, 2}};
-  f.xattrs = {{"user.k", "v"}};
+  f.set_data_ranges({{1, 2}});
+  f.set_xattrs({{"user.k", "v"}});
   m.entries.push_back(f);
 
   Raw expected;

@@ -284,7 +284,7 @@ TEST_F(ObjectStoreTest, LinkSourceMakesAVariantWithTheEntrysMetadata) {
   e.uid = 1234;  // tests run as root, so the variant can be chowned
   e.gid = 5678;
   e.mtime_ns = k_mtime + 1;
-  e.xattrs = {{"user.a", std::string("1\0x", 3)}, {"user.b", "two"}};
+  e.set_xattrs({{"user.a", std::string("1\0x", 3)}, {"user.b", "two"}});
 
   auto source = store().link_source(e);
   ASSERT_TRUE(ok(source));
@@ -297,9 +297,9 @@ TEST_F(ObjectStoreTest, LinkSourceMakesAVariantWithTheEntrysMetadata) {
   EXPECT_EQ(st.st_uid, 1234u);
   EXPECT_EQ(st.st_gid, 5678u);
   EXPECT_EQ(test::mtime_ns(st), e.mtime_ns);
-  EXPECT_EQ(test::list_xattrs(variant), e.xattrs);
+  EXPECT_EQ(test::list_xattrs(variant), e.xattrs());
   EXPECT_EQ(test::read_file(variant), data);
-  EXPECT_NE(st.st_ino, test::lstat_path(object(e.digest)).st_ino);
+  EXPECT_NE(st.st_ino, test::lstat_path(object(e.digest.str())).st_ino);
 
   auto again = store().link_source(e);
   ASSERT_TRUE(ok(again));
@@ -311,12 +311,12 @@ TEST_F(ObjectStoreTest, LinkSourceUsesAVariantWhenOnlyXattrsDiffer) {
   auto ingested = ingest("xattr content", 0444);
   ASSERT_TRUE(ok(ingested));
   Entry e = entry_for(*ingested, 13, 0444);
-  e.xattrs = {{"user.only", "here"}};
+  e.set_xattrs({{"user.only", "here"}});
   auto source = store().link_source(e);
   ASSERT_TRUE(ok(source));
   EXPECT_EQ(source->dir_fd, store().variants_fd());
-  EXPECT_EQ(test::list_xattrs(m_root / "variants" / source->name), e.xattrs);
-  EXPECT_TRUE(test::list_xattrs(object(e.digest)).empty()) << "the shared object must stay untouched";
+  EXPECT_EQ(test::list_xattrs(m_root / "variants" / source->name), e.xattrs());
+  EXPECT_TRUE(test::list_xattrs(object(e.digest.str())).empty()) << "the shared object must stay untouched";
 }
 
 }  // namespace
