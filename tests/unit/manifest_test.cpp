@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -12,6 +14,7 @@
 
 #include "core/digest.hpp"
 #include "core/manifest.hpp"
+#include "util/error.hpp"
 #include "test_util.hpp"
 
 namespace treesnap {
@@ -167,6 +170,73 @@ TEST(ManifestTest, RoundTripKeepsEveryField) {
     for (std::size_t i = 0; i < m.entries.size(); ++i)
       EXPECT_EQ(decoded->entries[i], m.entries[i]) << "entry " << i << " " << test::fs::path(m.entries[i].path);
   }
+}
+
+// Enough entries for several 1 MiB encoder flushes and zstd blocks, so the streamed encoder and
+// the windowed decoder both cross piece boundaries in the middle of entries.
+TEST(ManifestTest, LargeManifestStreamsInPiecesAndRoundTrips) {
+  Manifest m{DigestAlgorithm::sha256, {}};
+  m.entries.push_back(make("", EntryType::directory, 0755));
+  for (int i = 0; i < 60'000; ++i) {
+    Entry f = make(fmt::format("f{:06d}", i), EntryType::file, 0644);
+    f.size = 100;
+    f.digest = hash_bytes(DigestAlgorithm::sha256, std::to_string(i));
+    if (i % 1000 == 0) f.set_xattrs({{"user.long", std::string(5000, 'x')}});
+    m.entries.push_back(std::move(f));
+  }
+  std::string streamed;
+  std::size_t pieces = 0;
+  ASSERT_TRUE(ok(encode_manifest(m, [&](std::string_view piece) -> Result<void> {
+    EXPECT_LE(piece.size(), ZSTD_CStreamOutSize());
+    streamed.append(piece);
+    ++pieces;
+    return {};
+  })));
+  EXPECT_GT(pieces, 1u);
+  EXPECT_EQ(streamed, encode_manifest(m));
+  auto decoded = decode_manifest(streamed);
+  ASSERT_TRUE(ok(decoded));
+  ASSERT_EQ(decoded->entries.size(), m.entries.size());
+  EXPECT_TRUE(std::equal(m.entries.begin(), m.entries.end(), decoded->entries.begin()));
+}
+
+TEST(ManifestTest, EncodeStopsAtTheSinksError) {
+  Manifest m = every_kind_of_entry(DigestAlgorithm::sha256);
+  auto failing = [](std::string_view) -> Result<void> { return std::unexpected(make_error(ErrorCode::no_space, "full")); };
+  EXPECT_TRUE(fails_with(encode_manifest(m, failing), ErrorCode::no_space));
+}
+
+TEST(ManifestTest, TrailingBytesAfterTheFrameAreCorrupt) {
+  std::string frame = encode_manifest(every_kind_of_entry(DigestAlgorithm::sha256));
+  EXPECT_TRUE(fails_with(decode_manifest(frame + frame), ErrorCode::corrupt));
+}
+
+TEST(EntryTest, RareFieldsAreOutOfLineAndCompareByValue) {
+  Entry a = make("s", EntryType::symlink, 0777);
+  Entry b = a;
+  b.set_link_target("");  // empty: nothing to store
+  EXPECT_EQ(a, b);
+  a.set_link_target("target");
+  EXPECT_EQ(a.link_target(), "target");
+  EXPECT_NE(a, b);
+  Entry copy = a;
+  EXPECT_EQ(copy, a);
+  copy.set_rdev(7);
+  EXPECT_EQ(a.rdev(), 0u) << "copies must not share the out-of-line block";
+  a.set_link_target("");
+  EXPECT_EQ(a, b) << "an entry whose extras are all empty again equals one that never had any";
+  EXPECT_TRUE(a.xattrs().empty());
+  EXPECT_TRUE(a.data_ranges().empty());
+}
+
+TEST(EntryTest, DigestHoldsUpToThirtyTwoBytesInline) {
+  const std::string sha(32, '\xab');
+  Digest d = sha;
+  EXPECT_EQ(d, sha);
+  EXPECT_EQ(d.size(), 32u);
+  EXPECT_EQ(std::string_view(d), sha);
+  EXPECT_TRUE(Digest(std::string(33, 'x')).empty()) << "too long must not be silently truncated";
+  EXPECT_TRUE(Digest().empty());
 }
 
 TEST(ManifestTest, EncodingFollowsTheGrammar) {

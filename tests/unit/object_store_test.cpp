@@ -213,6 +213,33 @@ TEST_F(ObjectStoreTest, PutBytesRoundTrip) {
   EXPECT_EQ(test::lstat_path(object(*digest)).st_mode & 0222, 0u);
 }
 
+TEST_F(ObjectStoreTest, PutStreamStoresThePiecesAsOneObject) {
+  const std::vector<std::string> pieces = {"manifest ", std::string("\0 bytes", 7), "\xff end"};
+  std::string whole;
+  for (const auto& p : pieces) whole += p;
+  auto produce = [&](const ObjectStore::ByteWriter& write) -> Result<void> {
+    for (const auto& p : pieces) TRY_VOID(write(p));
+    return {};
+  };
+  auto stored = store().put_stream(produce);
+  ASSERT_TRUE(ok(stored));
+  EXPECT_EQ(stored->digest, hash_bytes(DigestAlgorithm::sha256, whole));
+  EXPECT_EQ(stored->size, whole.size());
+  ASSERT_TRUE(ok(store().put_stream(produce))) << "storing the same bytes again is success";
+  auto read = store().read_verified(stored->digest);
+  ASSERT_TRUE(ok(read));
+  EXPECT_EQ(*read, whole);
+}
+
+TEST_F(ObjectStoreTest, PutStreamPublishesNothingWhenTheProducerFails) {
+  auto stored = store().put_stream([](const ObjectStore::ByteWriter& write) -> Result<void> {
+    TRY_VOID(write("half a manifest"));
+    return std::unexpected(make_error(ErrorCode::io, "producer failed"));
+  });
+  EXPECT_TRUE(fails_with(stored, ErrorCode::io));
+  EXPECT_FALSE(test::exists_nofollow(object(hash_bytes(DigestAlgorithm::sha256, "half a manifest"))));
+}
+
 TEST_F(ObjectStoreTest, ReadVerifiedDetectsAFlippedByteAndPutBytesRepairsIt) {
   const std::string data = "a manifest worth keeping";
   auto digest = store().put_bytes(data);
