@@ -108,11 +108,11 @@ nlohmann::json to_json(const Entry& e, DigestAlgorithm algorithm) {
   nlohmann::json j = {{"path", json_string(e.path)}, {"type", to_string(e.type)}, {"mode", e.mode},
                       {"uid", e.uid}, {"gid", e.gid}, {"mtime_ns", e.mtime_ns}, {"size", e.size}};
   if (!e.digest.empty()) j["digest"] = digest_text(algorithm, e.digest);
-  if (e.type == EntryType::symlink) j["target"] = json_string(e.link_target);
+  if (e.type == EntryType::symlink) j["target"] = json_string(e.link_target());
   if (e.type == EntryType::hardlink) j["link_index"] = e.link_index;
-  if (!e.xattrs.empty()) {
+  if (!e.xattrs().empty()) {
     nlohmann::json names = nlohmann::json::array();
-    for (const auto& x : e.xattrs) names.push_back(json_string(x.name));
+    for (const auto& x : e.xattrs()) names.push_back(json_string(x.name));
     j["xattrs"] = names;
   }
   return j;

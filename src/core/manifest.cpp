@@ -2,6 +2,8 @@
 
 #include <zstd.h>
 
+#include <memory>
+
 #include <fmt/format.h>
 
 #include "core/digest.hpp"
@@ -40,14 +42,24 @@ class Writer {
   std::string m_out;
 };
 
+// Reads the decoded bytes of a zstd frame through a window that is refilled on demand, so a
+// million-entry manifest (~60 MB decoded) is parsed without ever being decoded whole.
 class Reader {
  public:
-  explicit Reader(std::string_view in) : m_in(in) {}
+  explicit Reader(std::string_view compressed) : m_in{compressed.data(), compressed.size(), 0} {}
+  Reader(const Reader&) = delete;
+  Reader& operator=(const Reader&) = delete;
+  ~Reader() { ZSTD_freeDCtx(m_dctx); }
+
   bool failed() const { return m_failed; }
-  std::size_t remaining() const { return m_in.size() - m_pos; }
+  // Why the frame itself is bad (empty when it is not): zstd's message.
+  const std::string& frame_error() const { return m_frame_error; }
+  // True when the frame ended, every decoded byte was consumed and no input follows the frame.
+  bool at_end() { return !available(1) && m_frame_done && m_frame_error.empty() && m_in.pos == m_in.size; }
+
   std::uint8_t byte() {
-    if (m_pos >= m_in.size()) return fail(), 0;
-    return static_cast<std::uint8_t>(m_in[m_pos++]);
+    if (!available(1)) return fail(), 0;
+    return static_cast<std::uint8_t>(m_window[m_pos++]);
   }
   std::uint64_t varint() {
     std::uint64_t v = 0;
@@ -63,18 +75,48 @@ class Reader {
     std::uint64_t v = varint();
     return static_cast<std::int64_t>(v >> 1) ^ -static_cast<std::int64_t>(v & 1);
   }
-  std::string bytes(std::uint64_t n) {
-    if (n > remaining()) return fail(), std::string();
-    std::string s(m_in.substr(m_pos, n));
+  std::string_view bytes(std::uint64_t n) {
+    if (!available(n)) return fail(), std::string_view();
+    std::string_view s(m_window.data() + m_pos, n);
     m_pos += n;
-    return s;
+    return s;  // valid until the next read
   }
-  std::string string() { return bytes(varint()); }
+  std::string string() { return std::string(bytes(varint())); }
 
  private:
   void fail() { m_failed = true; }
-  std::string_view m_in;
+
+  // Decodes until `n` bytes are buffered; false when the frame ends (or breaks) first.
+  bool available(std::uint64_t n) {
+    while (m_window.size() - m_pos < n) {
+      if (m_frame_done || !m_frame_error.empty() || n > k_max_decoded_size) return false;
+      m_window.erase(0, m_pos);  // keep only what is not consumed yet
+      m_pos = 0;
+      std::size_t old_size = m_window.size();
+      m_window.resize(old_size + ZSTD_DStreamOutSize());
+      ZSTD_outBuffer out{m_window.data() + old_size, ZSTD_DStreamOutSize(), 0};
+      std::size_t left = ZSTD_decompressStream(m_dctx, &out, &m_in);
+      m_window.resize(old_size + out.pos);
+      m_decoded += out.pos;
+      if (ZSTD_isError(left)) {
+        m_frame_error = ZSTD_getErrorName(left);
+      } else if (left == 0) {
+        m_frame_done = true;
+      } else if (m_in.pos == m_in.size && out.pos == 0) {
+        m_frame_error = "truncated zstd frame";  // no input left and no progress possible
+      }
+      if (m_decoded > k_max_decoded_size) m_frame_error = "oversized zstd frame";
+    }
+    return true;
+  }
+
+  ZSTD_DCtx* m_dctx = ZSTD_createDCtx();
+  ZSTD_inBuffer m_in;
+  std::string m_window;
   std::size_t m_pos = 0;
+  std::uint64_t m_decoded = 0;
+  bool m_frame_done = false;
+  std::string m_frame_error;
   bool m_failed = false;
 };
 
@@ -89,24 +131,24 @@ void encode_entry(Writer& w, const Entry& e) {
     case EntryType::file: {
       w.varint(e.size);
       if (e.size > 0) w.bytes(e.digest);
-      w.varint(e.data_ranges.size());
+      w.varint(e.data_ranges().size());
       std::uint64_t previous_end = 0;  // offsets delta-encoded: small varints
-      for (const auto& r : e.data_ranges) {
+      for (const auto& r : e.data_ranges()) {
         w.varint(r.offset - previous_end);
         w.varint(r.length);
         previous_end = r.offset + r.length;
       }
       break;
     }
-    case EntryType::symlink: w.string(e.link_target); break;
+    case EntryType::symlink: w.string(e.link_target()); break;
     case EntryType::hardlink: w.varint(e.link_index); break;
     case EntryType::char_device:
-    case EntryType::block_device: w.varint(e.rdev); break;
+    case EntryType::block_device: w.varint(e.rdev()); break;
     case EntryType::directory:
     case EntryType::fifo: break;
   }
-  w.varint(e.xattrs.size());
-  for (const auto& x : e.xattrs) {
+  w.varint(e.xattrs().size());
+  for (const auto& x : e.xattrs()) {
     w.string(x.name);
     w.string(x.value);
   }
@@ -132,34 +174,37 @@ Result<Entry> decode_entry(Reader& r, std::size_t digest_bytes) {
     case EntryType::file: {
       e.size = r.varint();
       if (e.size > 0) e.digest = r.bytes(digest_bytes);
+      // A count the frame cannot hold ends the loop as a truncated entry: nothing is reserved.
       std::uint64_t ranges = r.varint();
-      if (ranges > r.remaining()) return bad("range count exceeds manifest");
+      std::vector<DataRange> data_ranges;
       std::uint64_t previous_end = 0;
       for (std::uint64_t i = 0; i < ranges && !r.failed(); ++i) {
         std::uint64_t gap = r.varint(), length = r.varint();
         // previous_end <= size holds, so these subtractions cannot wrap.
         if (gap > e.size - previous_end || length > e.size - previous_end - gap)
           return bad("data range outside the file");
-        e.data_ranges.push_back({previous_end + gap, length});
+        data_ranges.push_back({previous_end + gap, length});
         previous_end += gap + length;
       }
+      e.set_data_ranges(std::move(data_ranges));
       break;
     }
-    case EntryType::symlink: e.link_target = r.string(); break;
+    case EntryType::symlink: e.set_link_target(r.string()); break;
     case EntryType::hardlink: e.link_index = r.varint(); break;
     case EntryType::char_device:
-    case EntryType::block_device: e.rdev = r.varint(); break;
+    case EntryType::block_device: e.set_rdev(r.varint()); break;
     case EntryType::directory:
     case EntryType::fifo: break;
   }
-  std::uint64_t xattrs = r.varint();
-  if (xattrs > r.remaining()) return bad("xattr count exceeds manifest");
-  for (std::uint64_t i = 0; i < xattrs && !r.failed(); ++i) {
+  std::uint64_t xattr_count = r.varint();
+  std::vector<Xattr> xattrs;
+  for (std::uint64_t i = 0; i < xattr_count && !r.failed(); ++i) {
     Xattr x;
     x.name = r.string();
     x.value = r.string();
-    e.xattrs.push_back(std::move(x));
+    xattrs.push_back(std::move(x));
   }
+  e.set_xattrs(std::move(xattrs));
   if (r.failed()) return bad("truncated entry");
   return e;
 }
@@ -178,25 +223,25 @@ bool path_less(std::string_view a, std::string_view b) noexcept {
   return a.size() < b.size();
 }
 
-std::string encode_manifest(const Manifest& manifest) {
-  // Streamed: entries are encoded into a small buffer and compressed as it fills, so a
-  // million-entry manifest never exists uncompressed in memory.
+Result<void> encode_manifest(const Manifest& manifest, const ByteSink& sink) {
+  // Entries are encoded into a small buffer, compressed as it fills and handed to `sink` a zstd
+  // output block at a time, so neither the encoded nor the compressed manifest is ever whole in
+  // memory (at a million entries they are ~60 and ~35 MB).
   constexpr std::size_t k_flush_at = 1 << 20;
-  ZSTD_CCtx* cctx = ZSTD_createCCtx();
-  ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, k_zstd_level);
-  ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);  // the format's checksum (XXH64)
-  std::string out;
-  auto compress = [&](std::string_view raw, ZSTD_EndDirective mode) {
+  std::unique_ptr<ZSTD_CCtx, decltype(&ZSTD_freeCCtx)> cctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
+  ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_compressionLevel, k_zstd_level);
+  ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_checksumFlag, 1);  // the format's checksum (XXH64)
+  std::string block(ZSTD_CStreamOutSize(), '\0');
+  auto compress = [&](std::string_view raw, ZSTD_EndDirective mode) -> Result<void> {
     ZSTD_inBuffer in{raw.data(), raw.size(), 0};
     for (;;) {
-      std::size_t old_size = out.size();
-      out.resize(old_size + ZSTD_CStreamOutSize());
-      ZSTD_outBuffer o{out.data() + old_size, ZSTD_CStreamOutSize(), 0};
-      std::size_t remaining = ZSTD_compressStream2(cctx, &o, &in, mode);
-      out.resize(old_size + o.pos);
-      if (ZSTD_isError(remaining)) return;  // cannot happen with valid parameters
+      ZSTD_outBuffer out{block.data(), block.size(), 0};
+      std::size_t remaining = ZSTD_compressStream2(cctx.get(), &out, &in, mode);
+      if (ZSTD_isError(remaining))  // cannot happen with valid parameters, short of memory
+        return std::unexpected(make_error(ErrorCode::io, fmt::format("manifest: {}", ZSTD_getErrorName(remaining))));
+      if (out.pos > 0) TRY_VOID(sink(std::string_view(block.data(), out.pos)));
       bool done = mode == ZSTD_e_end ? remaining == 0 : in.pos == in.size;
-      if (done) return;
+      if (done) return {};
     }
   };
   Writer w;
@@ -207,42 +252,33 @@ std::string encode_manifest(const Manifest& manifest) {
   for (const auto& e : manifest.entries) {
     encode_entry(w, e);
     if (w.out().size() >= k_flush_at) {
-      compress(w.out(), ZSTD_e_continue);
+      TRY_VOID(compress(w.out(), ZSTD_e_continue));
       w.out().clear();
     }
   }
-  compress(w.out(), ZSTD_e_end);
-  ZSTD_freeCCtx(cctx);
-  out.shrink_to_fit();
+  return compress(w.out(), ZSTD_e_end);
+}
+
+std::string encode_manifest(const Manifest& manifest) {
+  std::string out;
+  (void)encode_manifest(manifest, [&](std::string_view block) -> Result<void> {
+    out.append(block);
+    return {};
+  });
   return out;
 }
 
 Result<Manifest> decode_manifest(std::string_view compressed) {
-  // The frame does not record its decoded size (it is streamed), so decode with a ceiling.
-  std::string raw;
-  ZSTD_DCtx* dctx = ZSTD_createDCtx();
-  ZSTD_inBuffer in{compressed.data(), compressed.size(), 0};
-  std::size_t last = 1;
-  while (in.pos < in.size || last != 0) {
-    if (raw.size() > k_max_decoded_size) break;
-    std::size_t old_size = raw.size();
-    raw.resize(old_size + ZSTD_DStreamOutSize());
-    ZSTD_outBuffer o{raw.data() + old_size, ZSTD_DStreamOutSize(), 0};
-    last = ZSTD_decompressStream(dctx, &o, &in);
-    raw.resize(old_size + o.pos);
-    if (ZSTD_isError(last)) {
-      ZSTD_freeDCtx(dctx);
-      return std::unexpected(make_error(ErrorCode::corrupt, fmt::format("manifest: {}", ZSTD_getErrorName(last))));
-    }
-    if (in.pos == in.size && o.pos == 0 && last != 0) break;  // truncated frame: no progress possible
-  }
-  ZSTD_freeDCtx(dctx);
-  if (last != 0 || raw.size() > k_max_decoded_size)
-    return std::unexpected(make_error(ErrorCode::corrupt, "manifest: truncated or oversized zstd frame"));
-
-  Reader r(raw);
-  if (r.bytes(k_magic.size()) != k_magic)
+  // The frame does not record its decoded size (it is streamed); Reader decodes it a window at
+  // a time, up to a ceiling.
+  Reader r(compressed);
+  auto frame_error = [&]() {
+    return std::unexpected(make_error(ErrorCode::corrupt, fmt::format("manifest: {}", r.frame_error())));
+  };
+  if (r.bytes(k_magic.size()) != k_magic) {
+    if (!r.frame_error().empty()) return frame_error();
     return std::unexpected(make_error(ErrorCode::corrupt, "manifest: bad magic"));
+  }
   std::uint8_t version = r.byte();
   if (version != k_manifest_version)
     return std::unexpected(make_error(ErrorCode::unsupported, fmt::format("manifest version {}", version)));
@@ -251,15 +287,21 @@ Result<Manifest> decode_manifest(std::string_view compressed) {
   if (algorithm > 1) return std::unexpected(make_error(ErrorCode::corrupt, "manifest: unknown digest"));
   m.algorithm = algorithm == 0 ? DigestAlgorithm::sha256 : DigestAlgorithm::xxh3_128;
   std::uint64_t count = r.varint();
-  if (r.failed() || count > r.remaining())
-    return std::unexpected(make_error(ErrorCode::corrupt, "manifest: bad entry count"));
+  if (r.failed()) return std::unexpected(make_error(ErrorCode::corrupt, "manifest: bad entry count"));
 
+  // A count larger than the frame holds fails as a truncated entry; nothing is reserved for it.
   for (std::uint64_t i = 0; i < count; ++i) {
-    TRY(auto entry, decode_entry(r, digest_size(m.algorithm)));
-    m.entries.push_back(std::move(entry));
+    auto entry = decode_entry(r, digest_size(m.algorithm));
+    if (!entry) {
+      if (!r.frame_error().empty()) return frame_error();
+      return std::unexpected(entry.error());
+    }
+    m.entries.push_back(std::move(*entry));
   }
-  if (r.remaining() != 0)
-    return std::unexpected(make_error(ErrorCode::corrupt, "manifest: trailing bytes"));
+  if (!r.at_end()) {
+    if (!r.frame_error().empty()) return frame_error();
+    return std::unexpected(make_error(ErrorCode::corrupt, "manifest: trailing bytes or unfinished zstd frame"));
+  }
   return m;
 }
 

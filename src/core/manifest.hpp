@@ -3,6 +3,7 @@
 #pragma once
 
 #include <deque>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -28,9 +29,17 @@ struct Manifest {
 // with '/' sorting below every other byte, so a parent always precedes its children.
 bool path_less(std::string_view a, std::string_view b) noexcept;
 
-std::string encode_manifest(const Manifest& manifest);  // compressed bytes
-// Parses and bounds-checks; never trusts a count or length it reads. Does not validate paths:
-// see validate_manifest.
+// Receives output a piece at a time; an error stops the producer and is returned by it.
+using ByteSink = std::function<Result<void>(std::string_view bytes)>;
+
+// Encodes and compresses the manifest, handing the compressed bytes to `sink` in pieces of up to
+// ZSTD_CStreamOutSize() (128 KiB), so the whole manifest never exists in memory. Fails only with
+// what `sink` returns (or `io` if zstd cannot allocate).
+Result<void> encode_manifest(const Manifest& manifest, const ByteSink& sink);
+std::string encode_manifest(const Manifest& manifest);  // the same bytes in one string
+
+// Parses and bounds-checks; never trusts a count or length it reads. Decompresses a window at a
+// time, so memory is the entries plus ~256 KiB. Does not validate paths: see validate_manifest.
 Result<Manifest> decode_manifest(std::string_view compressed);
 
 }  // namespace treesnap

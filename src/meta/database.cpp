@@ -187,7 +187,8 @@ Result<std::optional<StatRecord>> Database::lookup_stat(const StatRecord& key) {
   return std::optional<StatRecord>{std::move(found)};
 }
 
-Result<void> Database::commit_snapshot(const SnapshotRecord& snap, const std::vector<ObjectRecord>& objects,
+Result<void> Database::commit_snapshot(const SnapshotRecord& snap, std::size_t object_count,
+                                       const std::function<ObjectRecord(std::size_t)>& object_row,
                                        std::size_t stat_count,
                                        const std::function<StatRecord(std::size_t)>& stat_row, bool replace) {
   return in_transaction([&]() -> Result<void> {
@@ -201,7 +202,8 @@ Result<void> Database::commit_snapshot(const SnapshotRecord& snap, const std::ve
     }
     Statement object(m_db, "INSERT INTO objects(digest, size, created_ns, last_used_ns, disk_bytes) VALUES(?, ?, ?, ?, ?) "
                            "ON CONFLICT(digest) DO UPDATE SET last_used_ns = excluded.last_used_ns");
-    for (const auto& o : objects) {
+    for (std::size_t i = 0; i < object_count; ++i) {
+      const ObjectRecord o = object_row(i);
       const std::uint64_t disk = o.disk_bytes ? o.disk_bytes : (o.size + 4095) / 4096 * 4096;
       TRY_VOID(object.bind_blob(1, o.digest).bind(2, o.size).bind(3, snap.created_ns).bind(4, snap.created_ns)
                    .bind(5, disk).run());
@@ -214,15 +216,30 @@ Result<void> Database::commit_snapshot(const SnapshotRecord& snap, const std::ve
     TRY_VOID(insert.run());
     std::int64_t row_id = sqlite3_last_insert_rowid(m_db);
     Statement ref(m_db, "INSERT OR IGNORE INTO refs(snapshot, digest) VALUES(?, ?)");
-    for (const auto& o : objects) TRY_VOID(ref.bind(1, row_id).bind_blob(2, o.digest).run());
-    Statement cache(m_db, "INSERT OR REPLACE INTO stat_cache(dev, ino, size, mtime_ns, ctime_ns, digest, ranges) "
-                          "VALUES(?, ?, ?, ?, ?, ?, ?)");
-    for (std::size_t i = 0; i < stat_count; ++i) {
-      const StatRecord r = stat_row(i);
-      cache.bind(1, r.dev).bind(2, r.ino).bind(3, r.size).bind(4, r.mtime_ns).bind(5, r.ctime_ns);
-      TRY_VOID(cache.bind_blob(6, r.digest).bind_blob(7, r.ranges).run());
-    }
-    return {};
+    for (std::size_t i = 0; i < object_count; ++i) TRY_VOID(ref.bind(1, row_id).bind_blob(2, object_row(i).digest).run());
+    return put_stat_rows(stat_count, stat_row);
+  });
+}
+
+Result<void> Database::put_stat_rows(std::size_t count, const std::function<StatRecord(std::size_t)>& row) {
+  Statement cache(m_db, "INSERT OR REPLACE INTO stat_cache(dev, ino, size, mtime_ns, ctime_ns, digest, ranges) "
+                        "VALUES(?, ?, ?, ?, ?, ?, ?)");
+  for (std::size_t i = 0; i < count; ++i) {
+    const StatRecord r = row(i);
+    cache.bind(1, r.dev).bind(2, r.ino).bind(3, r.size).bind(4, r.mtime_ns).bind(5, r.ctime_ns);
+    TRY_VOID(cache.bind_blob(6, r.digest).bind_blob(7, r.ranges).run());
+  }
+  return {};
+}
+
+Result<bool> Database::refresh_snapshot(const SnapshotRecord& snapshot, std::int64_t now, std::size_t stat_count,
+                                        const std::function<StatRecord(std::size_t)>& stat_row) {
+  return in_transaction([&]() -> Result<bool> {
+    TRY(auto current, find_snapshot(snapshot.name, snapshot.tag));
+    if (!current || current->manifest != snapshot.manifest) return false;
+    TRY_VOID(touch_snapshot(current->row_id, now));
+    TRY_VOID(put_stat_rows(stat_count, stat_row));
+    return true;
   });
 }
 

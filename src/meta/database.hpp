@@ -104,17 +104,26 @@ class Database {
   // The digest and ranges cached for this file, if its stat still matches and the object is live.
   Result<std::optional<StatRecord>> lookup_stat(const StatRecord& key);
 
-  // Adds a snapshot, the objects it references and `stat_count` stat cache rows (row i comes
-  // from `stat_row(i)`, so a million rows need not exist at once), in one transaction.
+  // Adds a snapshot, `object_count` rows of the objects it references (row i comes from
+  // `object_row(i)`; duplicates are allowed) and `stat_count` stat cache rows (from `stat_row(i)`),
+  // in one transaction. Rows are made on demand so a million of them need not exist at once.
   // Fails with `exists` when name:tag is taken and `replace` is false.
-  Result<void> commit_snapshot(const SnapshotRecord& snapshot, const std::vector<ObjectRecord>& objects,
+  Result<void> commit_snapshot(const SnapshotRecord& snapshot, std::size_t object_count,
+                               const std::function<ObjectRecord(std::size_t)>& object_row,
                                std::size_t stat_count, const std::function<StatRecord(std::size_t)>& stat_row,
                                bool replace);
-  // The same with the stat cache rows at hand.
+  // The same with the rows at hand.
   Result<void> commit_snapshot(const SnapshotRecord& snapshot, const std::vector<ObjectRecord>& objects,
                                const std::vector<StatRecord>& stat_rows, bool replace) {
-    return commit_snapshot(snapshot, objects, stat_rows.size(), [&](std::size_t i) { return stat_rows[i]; }, replace);
+    return commit_snapshot(
+        snapshot, objects.size(), [&](std::size_t i) { return objects[i]; }, stat_rows.size(),
+        [&](std::size_t i) { return stat_rows[i]; }, replace);
   }
+
+  // Marks `snapshot` used at `now` and adds `stat_count` stat cache rows, in one transaction,
+  // when its name still points at its manifest; false (nothing written) when it no longer does.
+  Result<bool> refresh_snapshot(const SnapshotRecord& snapshot, std::int64_t now, std::size_t stat_count,
+                                const std::function<StatRecord(std::size_t)>& stat_row);
 
   Result<std::optional<SnapshotRecord>> find_snapshot(const std::string& name, const std::string& tag);
   // Snapshots whose manifest digest (hex) starts with `prefix`.
@@ -173,6 +182,7 @@ class Database {
   struct StatementCache;
   explicit Database(sqlite3* db);
   Result<void> exec(const char* sql);
+  Result<void> put_stat_rows(std::size_t count, const std::function<StatRecord(std::size_t)>& row);
   Result<std::vector<CollectCandidate>> orphans_query(std::int64_t self, std::size_t limit);
   Result<bool> remove_snapshot_rows(const std::string& name, const std::string& tag);
   // Runs `body` inside BEGIN IMMEDIATE … COMMIT, rolling back when it fails.

@@ -44,7 +44,7 @@ Result<RungOutcome> rung_reflink(const ObjectStore& store, const Entry& entry, i
 }
 
 Result<void> rung_copy(const ObjectStore& store, const Entry& entry, int dst_fd) {
-  return store.copy_verified(entry.digest, entry.size, entry.data_ranges, dst_fd, entry.path);
+  return store.copy_verified(entry.digest, entry.size, entry.data_ranges(), dst_fd, entry.path);
 }
 
 Result<void> apply_metadata_fd(int fd, const Entry& entry, bool is_root, const FreshFile* fresh) {
@@ -55,7 +55,7 @@ Result<void> apply_metadata_fd(int fd, const Entry& entry, bool is_root, const F
   const bool chmod_needed = chown_needed || !fresh || fresh->mode != entry.mode;
   if (chmod_needed && ::fchmod(fd, entry.mode) != 0)
     return std::unexpected(os_error(errno, fmt::format("chmod {:?}", entry.path)));
-  TRY_VOID(write_xattrs_fd(fd, entry.xattrs, entry.path));
+  TRY_VOID(write_xattrs_fd(fd, entry.xattrs(), entry.path));
   struct timespec times[2] = {from_ns(entry.mtime_ns), from_ns(entry.mtime_ns)};
   if (::futimens(fd, times) != 0) return std::unexpected(os_error(errno, fmt::format("set mtime {:?}", entry.path)));
   return {};
@@ -68,7 +68,7 @@ Result<void> apply_metadata_at(int dir_fd, const std::string& name, const Entry&
   // Symlink modes are meaningless on Linux and cannot be set.
   if (!is_symlink && ::fchmodat(dir_fd, name.c_str(), entry.mode, 0) != 0)
     return std::unexpected(os_error(errno, fmt::format("chmod {:?}", entry.path)));
-  TRY_VOID(write_xattrs_at(dir_fd, name, entry.xattrs));
+  TRY_VOID(write_xattrs_at(dir_fd, name, entry.xattrs()));
   struct timespec times[2] = {from_ns(entry.mtime_ns), from_ns(entry.mtime_ns)};
   if (::utimensat(dir_fd, name.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0)
     return std::unexpected(os_error(errno, fmt::format("set mtime {:?}", entry.path)));

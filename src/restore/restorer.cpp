@@ -194,7 +194,7 @@ class Restorer {
           break;
         }
         case EntryType::symlink:
-          if (::symlinkat(e.link_target.c_str(), dir_fd, name.c_str()) != 0)
+          if (::symlinkat(e.link_target().c_str(), dir_fd, name.c_str()) != 0)
             return std::unexpected(os_error(errno, fmt::format("symlink {:?}", e.path)));
           TRY_VOID(apply_metadata_at(dir_fd, name, e, m_caps.is_root));
           break;
@@ -202,7 +202,7 @@ class Restorer {
         case EntryType::char_device:
         case EntryType::block_device: {
           mode_t kind = e.type == EntryType::fifo ? S_IFIFO : e.type == EntryType::char_device ? S_IFCHR : S_IFBLK;
-          if (::mknodat(dir_fd, name.c_str(), kind | 0600, static_cast<dev_t>(e.rdev)) != 0)
+          if (::mknodat(dir_fd, name.c_str(), kind | 0600, static_cast<dev_t>(e.rdev())) != 0)
             return std::unexpected(os_error(errno, fmt::format("mknod {:?}", e.path)));
           TRY_VOID(apply_metadata_at(dir_fd, name, e, m_caps.is_root));
           break;

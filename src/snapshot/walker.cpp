@@ -23,7 +23,8 @@ class Walker {
     m_result.root_dev = st.st_dev;
     Entry root = make_entry("", st);
     root.type = EntryType::directory;
-    TRY(root.xattrs, read_xattrs_fd(root_fd, "source"));
+    TRY(auto root_xattrs, read_xattrs_fd(root_fd, "source"));
+    root.set_xattrs(std::move(root_xattrs));
     m_result.entries.push_back(std::move(root));
     TRY_VOID(walk_dir(root_fd, ""));
     return std::move(m_result);
@@ -115,14 +116,14 @@ class Walker {
         if (n < 0) return std::unexpected(at_path(os_error(errno, "readlink"), path));
         target.resize(static_cast<std::size_t>(n));
         e.type = EntryType::symlink;
-        e.link_target = std::move(target);
+        e.set_link_target(std::move(target));
         break;
       }
       case S_IFIFO: e.type = EntryType::fifo; break;
       case S_IFCHR:
       case S_IFBLK:
         e.type = S_ISCHR(st.st_mode) ? EntryType::char_device : EntryType::block_device;
-        e.rdev = st.st_rdev;
+        e.set_rdev(st.st_rdev);
         break;
       default:  // sockets belong to a running process; like tar, they are not archived
         ++m_result.skipped_sockets;
@@ -131,7 +132,7 @@ class Walker {
     if (e.type != EntryType::hardlink) {
       auto xattrs = read_xattrs_at(dir_fd, name);
       if (!xattrs) return std::unexpected(at_path(xattrs.error(), path));
-      e.xattrs = std::move(*xattrs);
+      e.set_xattrs(std::move(*xattrs));
     }
     m_result.entries.push_back(std::move(e));
     if (descend) {

@@ -21,6 +21,7 @@ struct FileJob {
   std::uint64_t dev = 0, ino = 0;
   std::int64_t ctime_ns = 0;
   bool maybe_sparse = false;  // fewer blocks allocated than bytes
+  std::uint64_t disk_bytes = 0;  // blocks of the object this snapshot published for it, else 0
 };
 
 struct WalkResult {

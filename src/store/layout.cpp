@@ -16,10 +16,10 @@ std::string object_name(std::string_view digest) {
 std::string variant_name(std::string_view digest, const Entry& entry, bool with_mtime, unsigned generation) {
   std::string name = fmt::format("{}.{:o}.{}.{}", object_name(digest), entry.mode, entry.uid, entry.gid);
   if (with_mtime) name += fmt::format(".m{}", entry.mtime_ns);
-  if (!entry.xattrs.empty()) {
+  if (!entry.xattrs().empty()) {
     XXH64_state_t* state = XXH64_createState();
     XXH64_reset(state, 0);
-    for (const auto& x : entry.xattrs) {
+    for (const auto& x : entry.xattrs()) {
       XXH64_update(state, x.name.data(), x.name.size() + 1);  // the NUL separates name and value
       XXH64_update(state, x.value.data(), x.value.size());
       std::uint64_t length = x.value.size();

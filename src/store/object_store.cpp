@@ -236,6 +236,22 @@ Result<std::string> ObjectStore::put_bytes(std::string_view data) const {
   return digest;
 }
 
+Result<ObjectStore::Stored> ObjectStore::put_stream(const std::function<Result<void>(const ByteWriter&)>& produce) const {
+  TRY(auto staged, stage());
+  Hasher hasher(m_algorithm);
+  Stored stored;
+  TRY_VOID(produce([&](std::string_view bytes) -> Result<void> {
+    hasher.update(bytes);
+    stored.size += bytes.size();
+    return write_full(staged.get(), bytes, "staged object");
+  }));
+  stored.digest = hasher.finish();
+  TRY_VOID(set_object_metadata(staged.get(), 0444, now_ns()));
+  // An object already published under this name is re-hashed and kept when it matches.
+  TRY_VOID(publish(std::move(staged), m_objects.get(), layout::object_name(stored.digest), stored.digest));
+  return stored;
+}
+
 Result<UniqueFd> ObjectStore::open_object(std::string_view digest) const {
   auto fd = open_at(m_objects.get(), layout::object_name(digest), O_RDONLY | O_NOFOLLOW);
   if (!fd && fd.error().code == ErrorCode::not_found)
@@ -263,7 +279,7 @@ Result<ObjectStore::LinkSource> ObjectStore::link_source(const Entry& entry, boo
   std::string object = layout::object_name(entry.digest);
   // The object itself serves when its metadata already equals the entry's (the common case:
   // a read-only file snapshotted by the store's owner), so linking costs no extra inode.
-  if (entry.xattrs.empty()) {
+  if (entry.xattrs().empty()) {
     auto st = stat_at(m_objects.get(), object);
     if (st && (st->st_mode & 07777) == entry.mode && st->st_uid == entry.uid && st->st_gid == entry.gid &&
         (!exact_mtime || to_ns(st->st_mtim) == entry.mtime_ns) && has_room(*st))
@@ -288,13 +304,13 @@ Result<void> ObjectStore::create_variant(const Entry& entry, const std::string& 
   TRY(auto source, open_object(entry.digest));
   TRY(auto staged, stage());
   if (reflink_fd(source.get(), staged.get()) != 0)
-    TRY_VOID(copy_ranges(source.get(), staged.get(), entry.size, entry.data_ranges, CopyMethod::kernel));
+    TRY_VOID(copy_ranges(source.get(), staged.get(), entry.size, entry.data_ranges(), CopyMethod::kernel));
   if ((entry.uid != ::geteuid() || entry.gid != ::getegid()) &&
       ::fchown(staged.get(), entry.uid, entry.gid) != 0)
     return std::unexpected(os_error(errno, "chown link variant " + name));
   if (::fchmod(staged.get(), entry.mode) != 0)
     return std::unexpected(os_error(errno, "chmod link variant " + name));
-  TRY_VOID(write_xattrs_fd(staged.get(), entry.xattrs, name));
+  TRY_VOID(write_xattrs_fd(staged.get(), entry.xattrs(), name));
   struct timespec times[2] = {from_ns(entry.mtime_ns), from_ns(entry.mtime_ns)};
   if (::futimens(staged.get(), times) != 0) return std::unexpected(os_error(errno, "set mtime " + name));
   return publish(std::move(staged), m_variants.get(), name, entry.digest);

@@ -46,8 +46,18 @@ class ObjectStore {
                           std::int64_t mtime_ns, bool try_reflink, std::string_view what,
                           const ClaimFn& claim) const;
 
-  // Stores `data` (a manifest) and returns its digest.
+  // Stores `data` and returns its digest.
   Result<std::string> put_bytes(std::string_view data) const;
+
+  // Stores the bytes `produce` passes, piece by piece, to the writer it is given, hashing them on
+  // the way, so content made in pieces (a manifest) never has to exist whole in memory. Returns
+  // the digest and size; an error of `produce` or the writer is returned and nothing published.
+  using ByteWriter = std::function<Result<void>(std::string_view bytes)>;
+  struct Stored {
+    std::string digest;
+    std::uint64_t size = 0;
+  };
+  Result<Stored> put_stream(const std::function<Result<void>(const ByteWriter&)>& produce) const;
   // Reads a whole object and checks its digest: `corrupt` when it does not match.
   Result<std::string> read_verified(std::string_view digest) const;
   Result<UniqueFd> open_object(std::string_view digest) const;

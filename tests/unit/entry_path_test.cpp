@@ -36,7 +36,7 @@ Entry symlink(std::string path, std::string target) {
   e.path = std::move(path);
   e.type = EntryType::symlink;
   e.mode = 0777;
-  e.link_target = std::move(target);
+  e.set_link_target(std::move(target));
   return e;
 }
 
@@ -71,7 +71,7 @@ TEST(EntryPathTest, AcceptsAManifestUsingEveryRule) {
   device.path = "d/e/null";
   device.type = EntryType::char_device;
   device.mode = 0666;
-  device.rdev = 0x103;
+  device.set_rdev(0x103);
   Entry fifo;
   fifo.path = "d/fifo";
   fifo.type = EntryType::fifo;

@@ -91,7 +91,7 @@ class HostileTest : public test::TempDirTest {
     ASSERT_TRUE(ok(digest));
     std::vector<ObjectRecord> referenced{{*digest, encoded.size()}};
     for (const auto& e : m.entries)
-      if (e.type == EntryType::file && e.size > 0) referenced.push_back({e.digest, e.size});
+      if (e.type == EntryType::file && e.size > 0) referenced.push_back({e.digest.str(), e.size});
     SnapshotRecord record;
     record.name = name;
     record.tag = "latest";
@@ -159,13 +159,13 @@ const HostileCase k_hostile_cases[] = {
     {"PathThroughAbsoluteSymlink",
      [](HostileTest& t) {
        Entry link = entry("link", EntryType::symlink, 0777);
-       link.link_target = t.sentinel().string();
+       link.set_link_target(t.sentinel().string());
        return std::vector{link, t.stored_file("link/x", "through the link")};
      }},
     {"PathThroughRelativeSymlink",
      [](HostileTest& t) {
        Entry link = entry("a/up", EntryType::symlink, 0777);
-       link.link_target = "../../sentinel";
+       link.set_link_target("../../sentinel");
        return std::vector{entry("a", EntryType::directory), link, t.stored_file("a/up/x", "through the link")};
      }},
     {"HardlinkToALaterEntry",
@@ -218,7 +218,7 @@ TEST_F(HostileTest, MissingContentObjectFailsRestoreWithEveryStrategy) {
 // not know); the partly built tree must not survive.
 TEST_F(HostileTest, FailureAfterWritingLeavesNothingBehind) {
   Entry bad_xattr = stored_file("z", "last file");
-  bad_xattr.xattrs = {{"bogus.namespace", "v"}};
+  bad_xattr.set_xattrs({{"bogus.namespace", "v"}});
   Manifest m{DigestAlgorithm::sha256,
              {entry("", EntryType::directory), entry("a", EntryType::directory), stored_file("a/f", "written first"),
               bad_xattr}};

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -12,6 +14,7 @@
 
 #include "core/digest.hpp"
 #include "core/manifest.hpp"
+#include "util/error.hpp"
 #include "test_util.hpp"
 
 namespace treesnap {
@@ -94,17 +97,17 @@ Manifest every_kind_of_entry(DigestAlgorithm algorithm) {
   Manifest m{algorithm, {}};
   m.entries.push_back(make("", EntryType::directory, 0755));
   Entry dir = make("d", EntryType::directory, 02775);
-  dir.xattrs = {{"user.empty", ""}};
+  dir.set_xattrs({{"user.empty", ""}});
   m.entries.push_back(dir);
   Entry file = make("d/file", EntryType::file, 04755);
   file.size = 5;
   file.digest = std::string(digest_bytes, '\xab');
-  file.xattrs = {{"user.bin", std::string("\0\x01\xff\x80", 4)}, {"user.text", "blue"}};
+  file.set_xattrs({{"user.bin", std::string("\0\x01\xff\x80", 4)}, {"user.text", "blue"}});
   m.entries.push_back(file);
   Entry sparse = make("d/sparse", EntryType::file, 0600);
   sparse.size = std::uint64_t{1} << 40;  // 1 TiB, two islands of data
   sparse.digest = std::string(digest_bytes, '\x01');
-  sparse.data_ranges = {{4096, 8192}, {(std::uint64_t{1} << 40) - 4096, 4096}};
+  sparse.set_data_ranges({{4096, 8192}, {(std::uint64_t{1} << 40) - 4096, 4096}});
   m.entries.push_back(sparse);
   Entry empty = make("empty", EntryType::file, 0444);
   empty.mtime_ns = -1'500'000'000'000'000'001;  // before 1970, not a whole second
@@ -115,13 +118,13 @@ Manifest every_kind_of_entry(DigestAlgorithm algorithm) {
   link.link_index = 2;
   m.entries.push_back(link);
   Entry block = make("sda", EntryType::block_device, 0660);
-  block.rdev = 0x0800;
+  block.set_rdev(0x0800);
   m.entries.push_back(block);
   Entry symlink = make("sym", EntryType::symlink, 0777);
-  symlink.link_target = "../../\xff not utf-8";
+  symlink.set_link_target("../../\xff not utf-8");
   m.entries.push_back(symlink);
   Entry chr = make("tty", EntryType::char_device, 0620);
-  chr.rdev = std::numeric_limits<std::uint64_t>::max();
+  chr.set_rdev(std::numeric_limits<std::uint64_t>::max());
   chr.uid = std::numeric_limits<std::uint32_t>::max();
   chr.gid = std::numeric_limits<std::uint32_t>::max();
   chr.mtime_ns = std::numeric_limits<std::int64_t>::min();
@@ -169,6 +172,73 @@ TEST(ManifestTest, RoundTripKeepsEveryField) {
   }
 }
 
+// Enough entries for several 1 MiB encoder flushes and zstd blocks, so the streamed encoder and
+// the windowed decoder both cross piece boundaries in the middle of entries.
+TEST(ManifestTest, LargeManifestStreamsInPiecesAndRoundTrips) {
+  Manifest m{DigestAlgorithm::sha256, {}};
+  m.entries.push_back(make("", EntryType::directory, 0755));
+  for (int i = 0; i < 60'000; ++i) {
+    Entry f = make(fmt::format("f{:06d}", i), EntryType::file, 0644);
+    f.size = 100;
+    f.digest = hash_bytes(DigestAlgorithm::sha256, std::to_string(i));
+    if (i % 1000 == 0) f.set_xattrs({{"user.long", std::string(5000, 'x')}});
+    m.entries.push_back(std::move(f));
+  }
+  std::string streamed;
+  std::size_t pieces = 0;
+  ASSERT_TRUE(ok(encode_manifest(m, [&](std::string_view piece) -> Result<void> {
+    EXPECT_LE(piece.size(), ZSTD_CStreamOutSize());
+    streamed.append(piece);
+    ++pieces;
+    return {};
+  })));
+  EXPECT_GT(pieces, 1u);
+  EXPECT_EQ(streamed, encode_manifest(m));
+  auto decoded = decode_manifest(streamed);
+  ASSERT_TRUE(ok(decoded));
+  ASSERT_EQ(decoded->entries.size(), m.entries.size());
+  EXPECT_TRUE(std::equal(m.entries.begin(), m.entries.end(), decoded->entries.begin()));
+}
+
+TEST(ManifestTest, EncodeStopsAtTheSinksError) {
+  Manifest m = every_kind_of_entry(DigestAlgorithm::sha256);
+  auto failing = [](std::string_view) -> Result<void> { return std::unexpected(make_error(ErrorCode::no_space, "full")); };
+  EXPECT_TRUE(fails_with(encode_manifest(m, failing), ErrorCode::no_space));
+}
+
+TEST(ManifestTest, TrailingBytesAfterTheFrameAreCorrupt) {
+  std::string frame = encode_manifest(every_kind_of_entry(DigestAlgorithm::sha256));
+  EXPECT_TRUE(fails_with(decode_manifest(frame + frame), ErrorCode::corrupt));
+}
+
+TEST(EntryTest, RareFieldsAreOutOfLineAndCompareByValue) {
+  Entry a = make("s", EntryType::symlink, 0777);
+  Entry b = a;
+  b.set_link_target("");  // empty: nothing to store
+  EXPECT_EQ(a, b);
+  a.set_link_target("target");
+  EXPECT_EQ(a.link_target(), "target");
+  EXPECT_NE(a, b);
+  Entry copy = a;
+  EXPECT_EQ(copy, a);
+  copy.set_rdev(7);
+  EXPECT_EQ(a.rdev(), 0u) << "copies must not share the out-of-line block";
+  a.set_link_target("");
+  EXPECT_EQ(a, b) << "an entry whose extras are all empty again equals one that never had any";
+  EXPECT_TRUE(a.xattrs().empty());
+  EXPECT_TRUE(a.data_ranges().empty());
+}
+
+TEST(EntryTest, DigestHoldsUpToThirtyTwoBytesInline) {
+  const std::string sha(32, '\xab');
+  Digest d = sha;
+  EXPECT_EQ(d, sha);
+  EXPECT_EQ(d.size(), 32u);
+  EXPECT_EQ(std::string_view(d), sha);
+  EXPECT_TRUE(Digest(std::string(33, 'x')).empty()) << "too long must not be silently truncated";
+  EXPECT_TRUE(Digest().empty());
+}
+
 TEST(ManifestTest, EncodingFollowsTheGrammar) {
   Manifest m{DigestAlgorithm::sha256, {}};
   Entry root = make("", EntryType::directory, 0755);
@@ -181,8 +251,8 @@ TEST(ManifestTest, EncodingFollowsTheGrammar) {
   f.mtime_ns = -1;
   f.size = 3;
   f.digest = std::string(32, '\xab');
-  f.data_ranges = {{1, 2}};
-  f.xattrs = {{"user.k", "v"}};
+  f.set_data_ranges({{1, 2}});
+  f.set_xattrs({{"user.k", "v"}});
   m.entries.push_back(f);
 
   Raw expected;

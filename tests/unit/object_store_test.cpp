@@ -40,7 +40,7 @@ class ObjectStoreTest : public test::TempDirTest {
   }
 
   const ObjectStore& store() const { return *m_store; }
-  fs::path object(const std::string& digest) const { return test::object_path(m_root, to_hex(digest)); }
+  fs::path object(std::string_view digest) const { return test::object_path(m_root, to_hex(digest)); }
 
   // Writes `content` to a source file and ingests it; `claim` defaults to "always store".
   Result<ObjectStore::Ingested> ingest(std::string_view content, std::uint32_t mode = 0644,
@@ -213,6 +213,33 @@ TEST_F(ObjectStoreTest, PutBytesRoundTrip) {
   EXPECT_EQ(test::lstat_path(object(*digest)).st_mode & 0222, 0u);
 }
 
+TEST_F(ObjectStoreTest, PutStreamStoresThePiecesAsOneObject) {
+  const std::vector<std::string> pieces = {"manifest ", std::string("\0 bytes", 7), "\xff end"};
+  std::string whole;
+  for (const auto& p : pieces) whole += p;
+  auto produce = [&](const ObjectStore::ByteWriter& write) -> Result<void> {
+    for (const auto& p : pieces) TRY_VOID(write(p));
+    return {};
+  };
+  auto stored = store().put_stream(produce);
+  ASSERT_TRUE(ok(stored));
+  EXPECT_EQ(stored->digest, hash_bytes(DigestAlgorithm::sha256, whole));
+  EXPECT_EQ(stored->size, whole.size());
+  ASSERT_TRUE(ok(store().put_stream(produce))) << "storing the same bytes again is success";
+  auto read = store().read_verified(stored->digest);
+  ASSERT_TRUE(ok(read));
+  EXPECT_EQ(*read, whole);
+}
+
+TEST_F(ObjectStoreTest, PutStreamPublishesNothingWhenTheProducerFails) {
+  auto stored = store().put_stream([](const ObjectStore::ByteWriter& write) -> Result<void> {
+    TRY_VOID(write("half a manifest"));
+    return std::unexpected(make_error(ErrorCode::io, "producer failed"));
+  });
+  EXPECT_TRUE(fails_with(stored, ErrorCode::io));
+  EXPECT_FALSE(test::exists_nofollow(object(hash_bytes(DigestAlgorithm::sha256, "half a manifest"))));
+}
+
 TEST_F(ObjectStoreTest, ReadVerifiedDetectsAFlippedByteAndPutBytesRepairsIt) {
   const std::string data = "a manifest worth keeping";
   auto digest = store().put_bytes(data);
@@ -284,7 +311,7 @@ TEST_F(ObjectStoreTest, LinkSourceMakesAVariantWithTheEntrysMetadata) {
   e.uid = 1234;  // tests run as root, so the variant can be chowned
   e.gid = 5678;
   e.mtime_ns = k_mtime + 1;
-  e.xattrs = {{"user.a", std::string("1\0x", 3)}, {"user.b", "two"}};
+  e.set_xattrs({{"user.a", std::string("1\0x", 3)}, {"user.b", "two"}});
 
   auto source = store().link_source(e, false);
   ASSERT_TRUE(ok(source));
@@ -297,9 +324,9 @@ TEST_F(ObjectStoreTest, LinkSourceMakesAVariantWithTheEntrysMetadata) {
   EXPECT_EQ(st.st_uid, 1234u);
   EXPECT_EQ(st.st_gid, 5678u);
   EXPECT_EQ(test::mtime_ns(st), e.mtime_ns);
-  EXPECT_EQ(test::list_xattrs(variant), e.xattrs);
+  EXPECT_EQ(test::list_xattrs(variant), e.xattrs());
   EXPECT_EQ(test::read_file(variant), data);
-  EXPECT_NE(st.st_ino, test::lstat_path(object(e.digest)).st_ino);
+  EXPECT_NE(st.st_ino, test::lstat_path(object(e.digest.str())).st_ino);
 
   auto again = store().link_source(e, false);
   ASSERT_TRUE(ok(again));
@@ -311,12 +338,12 @@ TEST_F(ObjectStoreTest, LinkSourceUsesAVariantWhenOnlyXattrsDiffer) {
   auto ingested = ingest("xattr content", 0444);
   ASSERT_TRUE(ok(ingested));
   Entry e = entry_for(*ingested, 13, 0444);
-  e.xattrs = {{"user.only", "here"}};
+  e.set_xattrs({{"user.only", "here"}});
   auto source = store().link_source(e, false);
   ASSERT_TRUE(ok(source));
   EXPECT_EQ(source->dir_fd, store().variants_fd());
-  EXPECT_EQ(test::list_xattrs(m_root / "variants" / source->name), e.xattrs);
-  EXPECT_TRUE(test::list_xattrs(object(e.digest)).empty()) << "the shared object must stay untouched";
+  EXPECT_EQ(test::list_xattrs(m_root / "variants" / source->name), e.xattrs());
+  EXPECT_TRUE(test::list_xattrs(object(e.digest.str())).empty()) << "the shared object must stay untouched";
 }
 
 TEST_F(ObjectStoreTest, OnlyStrictMetadataMakesAVariantForAnotherMtime) {

@@ -43,6 +43,41 @@ TEST_F(StoreTest, StatCacheSkipsUnchangedFilesAndCatchesChangedOnes) {
   EXPECT_EQ(test::read_file(dir() / "out/b"), "CONTENT OF b");
 }
 
+// Re-snapshotting an unchanged tree under its own name finds the same manifest and only marks the
+// snapshot used; a changed tree under that name replaces it and orphans what it no longer needs.
+TEST_F(StoreTest, ResnapshotOfAnUnchangedTreeKeepsTheRecordAndAChangedOneReplacesIt) {
+  test::write_file(src("stays"), "stays the same");
+  test::write_file(src("goes"), "replaced later");
+  test::wait_out_racy_window();
+  auto first = store().snapshot(src(), {.name = "env"});
+  ASSERT_TRUE(ok(first));
+  auto usage_before = store().usage({});
+  ASSERT_TRUE(ok(usage_before));
+
+  auto again = store().snapshot(src(), {.name = "env", .replace = true});
+  ASSERT_TRUE(ok(again));
+  EXPECT_EQ(again->id, first->id);
+  auto shown = store().show("env");
+  ASSERT_TRUE(ok(shown));
+  EXPECT_EQ(shown->created_ns, first->created_ns) << "the same snapshot, not a new record";
+  EXPECT_GT(shown->last_used_ns, first->last_used_ns);
+  auto usage_after = store().usage({});
+  ASSERT_TRUE(ok(usage_after));
+  EXPECT_EQ(usage_after->objects, usage_before->objects);
+  EXPECT_EQ(usage_after->orphan_objects, 0u);
+
+  test::write_file(src("goes"), "the new content");
+  auto changed = store().snapshot(src(), {.name = "env", .replace = true});
+  ASSERT_TRUE(ok(changed));
+  EXPECT_NE(changed->id, first->id);
+  auto usage_changed = store().usage({});
+  ASSERT_TRUE(ok(usage_changed));
+  EXPECT_EQ(usage_changed->orphan_objects, 2u) << "the old content of goes and the old manifest";
+  ASSERT_TRUE(ok(store().restore("env", dir() / "out", {})));
+  EXPECT_EQ(test::read_file(dir() / "out/goes"), "the new content");
+  EXPECT_EQ(test::read_file(dir() / "out/stays"), "stays the same");
+}
+
 TEST_F(StoreTest, SnapshotNames) {
   auto plain = parse_snapshot_name("a");
   ASSERT_TRUE(ok(plain));
