@@ -12,6 +12,7 @@
 #include "cli/output.hpp"
 #include "cli/sizes.hpp"
 #include "core/digest.hpp"
+#include "treesnap/config.hpp"
 #include "treesnap/store.hpp"
 
 namespace {
@@ -95,7 +96,9 @@ int main(int argc, char** argv) {
                  "$XDG_DATA_HOME/treesnap or ~/.local/share/treesnap)");
   app.add_flag("--json", g.json, "print one JSON document instead of the human summary");
   app.add_flag("-q,--quiet", g.quiet, "print nothing on success");
-  app.add_option("--threads", g.threads, "worker threads for hashing and copying (default: one per core)");
+  auto* threads_option = app.add_option(
+      "--threads", g.threads, "worker threads for hashing and copying (default: one per core; also\n"
+                              "TREESNAP_PARALLELISM, treesnap.toml [store] parallelism)");
   app.add_option("--sync", g.sync, "durability: batch (one syncfs before a snapshot commits; default), "
                                    "per-object (fsync each object), none (scratch stores)")
       ->check(CLI::IsMember({"batch", "per-object", "none"}));
@@ -114,7 +117,7 @@ int main(int argc, char** argv) {
   snapshot->add_flag("--cross-devices", snap_options.cross_devices,
                      "descend into other mounted file systems (default: record mount points as empty dirs)");
 
-  std::string target, strategy = "auto";
+  std::string target, strategy;
   auto* restore = app.add_subcommand(
       "restore", "restore snapshot NAME into DEST (new or empty); built aside and renamed into place");
   restore->add_option("NAME", name, "NAME[:TAG] or an id prefix")->required();
@@ -123,17 +126,23 @@ int main(int argc, char** argv) {
                       "auto (default): hardlink read-only files through a store inode with their mode,\n"
                       "owner and xattrs, reflink others where possible, else copy; hardlink: link every\n"
                       "non-empty read-only file, clone or copy the writable ones; reflink; copy\n"
-                      "(verifies each object's digest while copying)")
+                      "(verifies each object's digest while copying). Also TREESNAP_STRATEGY, treesnap.toml")
       ->check(CLI::IsMember({"auto", "reflink", "hardlink", "copy"}));
-  RestoreOptions restore_options;
-  restore->add_flag("--strict-metadata", restore_options.strict_metadata,
-                    "link only through inodes whose mtime equals the entry's too (a linked file otherwise\n"
-                    "has the mtime of the first entry linked to its inode)");
-  restore->add_flag("--hardlink-writable", restore_options.hardlink_writable,
-                    "with --strategy hardlink, link writable files too (pnpm's behaviour). HAZARD: a write\n"
-                    "through any name then changes that file in the store and in every tree linked to it");
-  restore->add_flag("--no-copy-fallback", restore_options.no_copy_fallback,
-                    "fail instead of copying a file that cannot be hardlinked or reflinked");
+  bool strict_metadata = false, hardlink_writable = false, no_copy_fallback = false;
+  auto* strict_flag = restore->add_flag(
+      "--strict-metadata,!--no-strict-metadata", strict_metadata,
+      "link only through inodes whose mtime equals the entry's too (a linked file otherwise\n"
+      "has the mtime of the first entry linked to its inode)");
+  auto* writable_flag = restore->add_flag(
+      "--hardlink-writable,!--no-hardlink-writable", hardlink_writable,
+      "with --strategy hardlink, link writable files too (pnpm's behaviour). HAZARD: a write\n"
+      "through any name then changes that file in the store and in every tree linked to it");
+  auto* no_copy_flag = restore->add_flag("--no-copy-fallback,!--copy-fallback", no_copy_fallback,
+                                         "fail instead of copying a file that cannot be hardlinked or reflinked");
+
+  auto* config = app.add_subcommand(
+      "config", "print every setting's effective value and where it came from\n"
+                "(flag > environment TREESNAP_* > STORE/treesnap.toml > default)");
 
   auto* list = app.add_subcommand("list", "list snapshots");
   bool with_entries = false;
@@ -182,6 +191,26 @@ int main(int argc, char** argv) {
     return status == 0 ? k_exit_ok : k_exit_usage;
   }
 
+  if (no_copy_fallback && strategy == "copy")
+    return report(Error{ErrorCode::invalid, 0, "--no-copy-fallback contradicts --strategy copy"}, k_exit_usage);
+  // Settings: flags first, then the environment, the store's treesnap.toml, the defaults.
+  SettingOverrides overrides;
+  if (!strategy.empty()) overrides.strategy = parse_strategy(strategy);
+  if (strict_flag->count()) overrides.strict_metadata = strict_metadata;
+  if (writable_flag->count()) overrides.hardlink_writable = hardlink_writable;
+  if (no_copy_flag->count()) overrides.no_copy_fallback = no_copy_fallback;
+  if (threads_option->count()) overrides.parallelism = g.threads;
+  const std::filesystem::path store_dir = g.store.empty() ? Store::default_path() : std::filesystem::path(g.store);
+  auto settings = load_settings(store_dir, overrides);
+  if (!settings) return report(settings.error());
+  g.threads = settings->parallelism.value;
+
+  if (config->parsed()) {
+    if (g.json) print_json(cli::to_json(*settings));
+    else fmt::print("{}", cli::to_text(*settings));
+    return k_exit_ok;
+  }
+
   if (init->parsed()) {
     auto algorithm = parse_algorithm(digest);
     auto store = open_store(g, true, *algorithm);
@@ -211,13 +240,7 @@ int main(int argc, char** argv) {
     return k_exit_ok;
   }
   if (restore->parsed()) {
-    RestoreOptions options = restore_options;
-    options.strategy = strategy == "reflink" ? Strategy::reflink
-                       : strategy == "hardlink" ? Strategy::hardlink
-                       : strategy == "copy"     ? Strategy::copy
-                                                : Strategy::automatic;
-    if (options.no_copy_fallback && options.strategy == Strategy::copy)
-      return report(Error{ErrorCode::invalid, 0, "--no-copy-fallback contradicts --strategy copy"}, k_exit_usage);
+    RestoreOptions options = settings->restore_options();
     // Progress only where a person watches: a terminal, and no output meant for a program.
     const bool show_progress = !g.json && !g.quiet && ::isatty(STDERR_FILENO) != 0;
     if (show_progress) {

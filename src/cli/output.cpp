@@ -227,4 +227,38 @@ std::string to_text(const UsageReport& u) {
   return out;
 }
 
+namespace {
+
+// Each setting once, in the order `treesnap config` prints them.
+template <typename Visit>
+void for_each_setting(const Settings& s, Visit visit) {
+  visit("strategy", to_string(s.strategy.value), s.strategy);
+  visit("no_copy_fallback", s.no_copy_fallback.value, s.no_copy_fallback);
+  visit("hardlink_writable", s.hardlink_writable.value, s.hardlink_writable);
+  visit("strict_metadata", s.strict_metadata.value, s.strict_metadata);
+  visit("parallelism", s.parallelism.value, s.parallelism);
+  visit("gc.high_watermark", s.gc_high_watermark.value, s.gc_high_watermark);
+  visit("gc.low_watermark", s.gc_low_watermark.value, s.gc_low_watermark);
+}
+
+}  // namespace
+
+nlohmann::json to_json(const Settings& s) {
+  nlohmann::json out = nlohmann::json::object();
+  for_each_setting(s, [&](const char* key, const nlohmann::json& value, const auto& setting) {
+    out[key] = {{"value", value}, {"source", to_string(setting.source)}, {"origin", setting.origin}};
+  });
+  return out;
+}
+
+std::string to_text(const Settings& s) {
+  std::string out;
+  for_each_setting(s, [&](const char* key, const nlohmann::json& value, const auto& setting) {
+    const std::string shown = value.is_string() ? value.get<std::string>() : value.dump();
+    out += fmt::format("{:<18} {:<9} {}{}\n", key, shown, to_string(setting.source),
+                       setting.origin.empty() ? "" : " (" + setting.origin + ")");
+  });
+  return out;
+}
+
 }  // namespace treesnap::cli

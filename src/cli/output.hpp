@@ -3,6 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "treesnap/config.hpp"
 #include "treesnap/store.hpp"
 
 namespace treesnap::cli {
@@ -24,6 +25,8 @@ nlohmann::json to_json(const UsageReport& u);
 
 std::string to_text(const SnapshotSummary& s);
 std::string to_text(const RestoreSummary& r);
+nlohmann::json to_json(const Settings& s);
+std::string to_text(const Settings& s);
 std::string to_text(const GcReport& r);
 std::string to_text(const UsageReport& u);
 

@@ -11,7 +11,6 @@
 
 #include <string>
 
-#include "gc/config.hpp"
 #include "meta/database.hpp"
 #include "store/object_store.hpp"
 #include "treesnap/store.hpp"
@@ -25,6 +24,12 @@ struct FsSpace {
 Result<FsSpace> fs_space(int fd);
 
 Result<GcReport> collect_garbage(const ObjectStore& store, const std::string& db_path, const GcOptions& options);
+
+// The automatic collection's watermarks, percent of the store's file system (from Settings).
+struct GcConfig {
+  int high_watermark = 90;
+  int low_watermark = 70;
+};
 
 Result<UsageReport> measure_usage(const ObjectStore& store, Database& db, const GcConfig& config,
                                   const UsageOptions& options);

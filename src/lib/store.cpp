@@ -16,7 +16,7 @@
 #include "core/entry_path.hpp"
 #include "core/manifest.hpp"
 #include "gc/collector.hpp"
-#include "gc/config.hpp"
+#include "config/settings.hpp"
 #include "meta/database.hpp"
 #include "meta/lease.hpp"
 #include "restore/restorer.hpp"
@@ -44,11 +44,14 @@ struct Store::Impl {
   std::unique_ptr<AutoGcThread> auto_gc = std::make_unique<AutoGcThread>();
 
   Result<Database> db() const { return Database::open(db_path, false); }
-  std::string config_path() const { return (path / layout::k_config).string(); }
+  Result<GcConfig> gc_config() const {
+    TRY(auto settings, load_settings(path));
+    return GcConfig{settings.gc_high_watermark.value, settings.gc_low_watermark.value};
+  }
 
   // Evicts down to the low watermark when usage is over the high one; nothing otherwise.
   Result<std::optional<GcReport>> auto_gc_round() const {
-    TRY(auto config, load_gc_config(config_path()));
+    TRY(auto config, gc_config());
     TRY(auto fs, fs_space(objects.root_fd()));
     if (fs.size == 0) return std::optional<GcReport>{};
     const double used = 100.0 * static_cast<double>(fs.size - std::min(fs.free, fs.size)) / static_cast<double>(fs.size);
@@ -130,7 +133,7 @@ Result<Store> Store::open(const std::filesystem::path& dir, const StoreOptions& 
   if (!recorded) return std::unexpected(make_error(ErrorCode::corrupt, "store records no digest algorithm"));
   TRY(auto algorithm, parse_algorithm(*recorded));
   TRY(auto objects, ObjectStore::open(dir.string(), algorithm, options.sync, !exists));
-  if (!exists) TRY_VOID(write_default_gc_config((dir / layout::k_config).string()));
+  if (!exists) TRY_VOID(write_default_config(dir));
   auto impl = std::make_unique<Impl>(Impl{dir, db_path, options, std::move(objects),
                                           options.threads ? options.threads : default_thread_count()});
   return Store(std::move(impl));
@@ -222,7 +225,7 @@ Result<GcReport> Store::gc(const GcOptions& options) const {
 }
 
 Result<UsageReport> Store::usage(const UsageOptions& options) const {
-  TRY(auto config, load_gc_config(m_impl->config_path()));
+  TRY(auto config, m_impl->gc_config());
   TRY(auto db, m_impl->db());
   return measure_usage(m_impl->objects, db, config, options);
 }

@@ -1,7 +1,7 @@
 // Every path inside a store is built here and nowhere else (STYLE 6).
 //
 //   STORE/treesnap.db            SQLite metadata (WAL: -wal and -shm beside it)
-//   STORE/treesnap.toml          store configuration (only [gc] so far: gc/config.hpp)
+//   STORE/treesnap.toml          store configuration (config/settings.cpp)
 //   STORE/objects/ab/<hex>       content objects and manifests, read-only, holes kept
 //   STORE/variants/ab/<name>     link variants: copies of an object whose mode, owner and xattrs
 //                                (and with strict metadata its mtime) equal a snapshot entry's,

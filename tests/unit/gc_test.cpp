@@ -428,6 +428,8 @@ TEST_F(GcTest, WatermarksComeFromTheStoreConfig) {
   auto bad = store().usage({});
   EXPECT_TRUE(test::fails_with(bad, ErrorCode::invalid));
   test::write_file(config, "[gc]\nhigh_watermark = 99\nlow_watermark = 98\n[other]\nx = 1\n");
+  EXPECT_TRUE(test::fails_with(store().usage({}), ErrorCode::invalid)) << "an unknown table is a typo to report";
+  test::write_file(config, "[gc]\nhigh_watermark = 99\nlow_watermark = 98\n");
   auto good = store().usage({});
   ASSERT_TRUE(ok(good));
   EXPECT_EQ(good->high_watermark, 99);
