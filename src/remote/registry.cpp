@@ -15,8 +15,6 @@
 namespace treesnap::remote {
 namespace {
 
-constexpr std::string_view k_octet_stream = "application/octet-stream";
-
 // "code: message" of the first entry of a distribution error body, or empty.
 std::string registry_error_text(std::string_view body) {
   auto json = nlohmann::json::parse(body, nullptr, false);
@@ -69,10 +67,11 @@ Error exchange_error(const HttpRequest& request, const HttpResponse& response) {
     case TransportFailure::sink:
       return response.sink_error ? *response.sink_error : make_error(ErrorCode::io, where + ": aborted");
     case TransportFailure::refused:
-    case TransportFailure::truncated:
       return make_error(ErrorCode::corrupt, fmt::format("{}: {}", where, response.failure_text));
+    case TransportFailure::truncated:
+      return make_error(ErrorCode::corrupt, fmt::format("{}: truncated body ({})", where, response.failure_text));
     case TransportFailure::timeout:
-      return make_error(ErrorCode::io, fmt::format("{}: timed out ({})", where, response.failure_text));
+      return make_error(ErrorCode::io, fmt::format("{}: timed out or stalled ({})", where, response.failure_text));
     default: return make_error(ErrorCode::io, fmt::format("{}: {}", where, response.failure_text));
   }
   ErrorCode code = ErrorCode::invalid;
