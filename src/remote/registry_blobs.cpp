@@ -223,8 +223,14 @@ Result<PutBlobResult> RegistryClient::put_blob(std::string_view digest, std::uin
       finish.headers = {std::string(k_octet_stream)};
       finish.body_reader = source;
       finish.body_length = size;
-    } else {
-      TRY_VOID(upload_chunks(location, size, source));
+    } else if (auto chunks = upload_chunks(location, size, source); !chunks) {
+      // The registry no longer knows the session (404) or refuses its state (distribution:
+      // BLOB_UPLOAD_INVALID after a partly written PATCH): start over. Other errors stand.
+      ErrorCode code = chunks.error().code;
+      if ((code != ErrorCode::not_found && code != ErrorCode::invalid) || attempt >= opts.retry.max_attempts)
+        return std::unexpected(std::move(chunks).error());
+      m_shared->retries.fetch_add(1, std::memory_order_relaxed);
+      continue;
     }
     finish.url = add_query(location, "digest", digest);
     HttpResponse response = exchange(finish, true);
