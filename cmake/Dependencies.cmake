@@ -4,6 +4,7 @@ find_package(Threads REQUIRED)
 find_package(OpenSSL 3 REQUIRED)          # libcrypto: SHA-256 (SHA-NI through EVP)
 find_package(SQLite3 REQUIRED)            # metadata, WAL
 find_package(zstd CONFIG REQUIRED)        # manifest compression
+find_package(CURL 7.85 REQUIRED)          # registry transport (HTTP/1.1 keep-alive, TLS, proxies)
 find_package(nlohmann_json 3.11 CONFIG REQUIRED)
 find_package(CLI11 CONFIG REQUIRED)
 find_package(fmt CONFIG REQUIRED)

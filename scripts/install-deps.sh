@@ -9,8 +9,11 @@ packages=(
   libssl-dev libsqlite3-dev libzstd-dev libxxhash-dev nlohmann-json3-dev libcli11-dev libfmt-dev
   libtomlplusplus-dev
   libgtest-dev libgmock-dev
+  libcurl4-openssl-dev
   # tests: independent tools that check what treesnap wrote, and file systems to test on
   libarchive-tools attr acl jq python3 e2fsprogs xfsprogs btrfs-progs util-linux bsdutils
+  # tests of the OCI registry transport: a real registry, a real client, a forward proxy, htpasswd
+  docker-registry skopeo tinyproxy apache2-utils curl
   # benchmark peers
   ostree rsync hyperfine time bc
 )
