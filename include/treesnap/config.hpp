@@ -10,9 +10,11 @@
 //   [store] parallelism = 0           TREESNAP_PARALLELISM          --threads   (0: one per core)
 //   [gc] high_watermark = 90          TREESNAP_GC_HIGH_WATERMARK
 //   [gc] low_watermark = 70           TREESNAP_GC_LOW_WATERMARK
+//   [registry."HOST:PORT"] plain_http, proxy, headers, mirrors   --plain-http --proxy --header
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -32,6 +34,15 @@ struct Setting {
   std::string origin;  // the variable, or the file and key, the value came from; empty for defaults
 };
 
+// How to reach one registry (a [registry."HOST:PORT"] table): for Dragonfly, proxy =
+// "http://127.0.0.1:4001" and headers = ["X-Dragonfly-Use-P2P: true"].
+struct RegistrySettings {
+  std::optional<bool> plain_http;
+  std::string proxy;                 // blob downloads only
+  std::vector<std::string> headers;  // added to blob downloads
+  std::vector<std::string> mirrors;  // base URLs tried first for downloads
+};
+
 struct Settings {
   Setting<Strategy> strategy{Strategy::automatic};
   Setting<bool> no_copy_fallback{false};
@@ -40,6 +51,8 @@ struct Settings {
   Setting<unsigned> parallelism{0};
   Setting<int> gc_high_watermark{90};
   Setting<int> gc_low_watermark{70};
+  // Keyed by "host:port" (the port as written in references; none for the default port).
+  std::map<std::string, RegistrySettings> registries;
 
   // The restore options these settings give (callbacks such as progress stay unset).
   RestoreOptions restore_options() const;

@@ -22,6 +22,7 @@
 #include "treesnap/entry.hpp"
 #include "treesnap/options.hpp"
 #include "treesnap/result.hpp"
+#include "treesnap/transfer.hpp"
 
 namespace treesnap {
 
@@ -198,6 +199,22 @@ class Store {
   void stop_auto_gc();
   // Re-hashes every object and link variant; damage is reported in the summary, not as an error.
   Result<VerifySummary> verify(const VerifyOptions& options) const;
+
+  // Pushes snapshot `name` to `reference` ("oci://HOST[:PORT]/REPO:TAG"): objects of at least
+  // 1 MiB as blobs of their own (skipped when the registry has them), the rest in packs, reusing
+  // the packs of the tag's current manifest and of options.bases; then the OCI manifest under the
+  // tag. Fails with `unsupported` for an xxh3-128 store, `not_found` for an unknown name,
+  // `permission` when the registry refuses the credentials, `io` after the retry budget.
+  Result<TransferSummary> push(const std::string& name, const std::string& reference,
+                               const PushOptions& options) const;
+  // Pulls the snapshot at `reference` (a tag or a digest) into this store: the manifest is
+  // checked (digest, then validate_manifest: hostile paths are `invalid`, nothing is written),
+  // then only the objects the store lacks are fetched (Range GETs into packs), each checked
+  // against its sha256 before it is published; the snapshot is recorded under options.name once
+  // every object is durable. Objects verified by an interrupted pull are not fetched again.
+  // Fails with `corrupt` for bytes that do not match, `exists` when the name points elsewhere
+  // (unless options.replace), `unsupported` for an xxh3-128 store.
+  Result<TransferSummary> pull(const std::string& reference, const PullOptions& options) const;
 
  private:
   struct Impl;

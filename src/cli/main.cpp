@@ -4,6 +4,7 @@
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include <CLI/CLI.hpp>
@@ -120,7 +121,8 @@ int main(int argc, char** argv) {
   std::string target, strategy;
   auto* restore = app.add_subcommand(
       "restore", "restore snapshot NAME into DEST (new or empty); built aside and renamed into place");
-  restore->add_option("NAME", name, "NAME[:TAG] or an id prefix")->required();
+  restore->add_option("NAME", name, "NAME[:TAG], an id prefix, or oci://HOST[:PORT]/REPO[:TAG|@DIGEST] (pulled\n"
+                                    "first, fetching only what the store lacks, then restored)")->required();
   restore->add_option("DEST", target, "target directory")->required();
   restore->add_option("--strategy", strategy,
                       "auto (default): hardlink read-only files through a store inode with their mode,\n"
@@ -139,6 +141,47 @@ int main(int argc, char** argv) {
       "through any name then changes that file in the store and in every tree linked to it");
   auto* no_copy_flag = restore->add_flag("--no-copy-fallback,!--copy-fallback", no_copy_fallback,
                                          "fail instead of copying a file that cannot be hardlinked or reflinked");
+
+  // Registry access shared by push, pull and restore oci://…
+  RegistryAccess access;
+  bool plain_http = false;
+  auto add_access = [&](CLI::App* cmd, bool downloads) {
+    cmd->add_option("--jobs", access.jobs, "transfers at once, each with its own connection (default 4)")
+        ->check(CLI::Range(1, 64));
+    cmd->add_flag("--plain-http", plain_http,
+                  "speak plain HTTP to the registry (default: only for localhost, 127.0.0.1 and ::1)");
+    if (!downloads) return;
+    cmd->add_option("--proxy", access.proxy,
+                    "HTTP proxy for blob downloads, e.g. Dragonfly's dfdaemon http://127.0.0.1:4001\n"
+                    "(default: treesnap.toml [registry.\"HOST:PORT\"] proxy)");
+    cmd->add_option("--header", access.headers,
+                    "header line added to blob downloads, e.g. 'X-Dragonfly-Use-P2P: true' (repeatable)");
+    cmd->add_option("--mirror", access.mirrors, "mirror base URL tried before the registry (repeatable)");
+  };
+  add_access(restore, true);
+
+  std::string push_name, reference, mount_from;
+  std::vector<std::string> bases;
+  auto* push = app.add_subcommand(
+      "push", "push snapshot NAME to an OCI registry: REFERENCE is oci://HOST[:PORT]/REPO:TAG. Files of 1 MiB and\n"
+              "more become blobs of their own, smaller ones go into packs; blobs the registry has and packs\n"
+              "of the tag's current manifest (and of --base) are reused, so an incremental push sends what changed");
+  push->add_option("NAME", push_name, "NAME[:TAG] or an id prefix")->required();
+  push->add_option("REFERENCE", reference, "oci://HOST[:PORT]/REPO:TAG")->required();
+  push->add_option("--mount-from", mount_from, "repository of the same registry to mount large blobs from");
+  push->add_option("--base", bases, "another oci:// reference in the same repository whose packs may be reused (repeatable)");
+  add_access(push, false);
+
+  bool pull_force = false;
+  std::string pull_name;
+  auto* pull = app.add_subcommand(
+      "pull", "pull a snapshot from an OCI registry into the store, fetching only the objects the store lacks;\n"
+              "every byte is checked against its sha256 before it is stored. Run again after a failure, it\n"
+              "resumes. restore oci://… pulls and restores in one step");
+  pull->add_option("REFERENCE", reference, "oci://HOST[:PORT]/REPO[:TAG|@sha256:HEX]")->required();
+  pull->add_option("--name", pull_name, "local NAME[:TAG] (default: REPO:TAG of the reference)");
+  pull->add_flag("--force", pull_force, "point an existing local name at the pulled snapshot");
+  add_access(pull, true);
 
   auto* config = app.add_subcommand(
       "config", "print every setting's effective value and where it came from\n"
@@ -223,7 +266,7 @@ int main(int argc, char** argv) {
     return k_exit_ok;
   }
 
-  auto store = open_store(g, snapshot->parsed() || restore->parsed());
+  auto store = open_store(g, snapshot->parsed() || restore->parsed() || pull->parsed());
   if (!store) return report(store.error());
 
   if (snapshot->parsed()) {
@@ -239,6 +282,49 @@ int main(int argc, char** argv) {
     else if (!g.quiet) fmt::print("{}", cli::to_text(*result));
     return k_exit_ok;
   }
+  if (plain_http) access.plain_http = true;
+  // Progress only where a person watches: a terminal, and no output meant for a program.
+  const bool on_terminal = !g.json && !g.quiet && ::isatty(STDERR_FILENO) != 0;
+  auto transfer_progress = [&](std::string_view verb) -> std::function<void(const TransferProgress&)> {
+    if (!on_terminal) return {};
+    return [verb](const TransferProgress& p) { fmt::print(stderr, "\r{}\033[K", cli::progress_line(p, verb)); };
+  };
+  auto clear_progress = [&] {
+    if (on_terminal) fmt::print(stderr, "\r\033[K");
+  };
+  if (push->parsed()) {
+    PushOptions options;
+    options.access = access;
+    options.mount_from = mount_from;
+    options.bases = bases;
+    options.progress = transfer_progress("pushing");
+    auto result = store->push(push_name, reference, options);
+    clear_progress();
+    if (!result) return report(result.error());
+    if (g.json) print_json(cli::to_json(*result));
+    else if (!g.quiet) fmt::print("{}", cli::to_text(*result, "pushed"));
+    return k_exit_ok;
+  }
+  std::optional<TransferSummary> pulled;
+  if (pull->parsed() || (restore->parsed() && name.starts_with("oci://"))) {
+    PullOptions options;
+    options.access = access;
+    options.name = pull_name;
+    // restore oci://… follows the tag: the local name moves with it.
+    options.replace = pull_force || restore->parsed();
+    options.progress = transfer_progress("pulling");
+    auto result = store->pull(pull->parsed() ? reference : name, options);
+    clear_progress();
+    if (!result) return report(result.error());
+    if (pull->parsed()) {
+      if (g.json) print_json(cli::to_json(*result));
+      else if (!g.quiet) fmt::print("{}", cli::to_text(*result, "pulled"));
+      return k_exit_ok;
+    }
+    if (!g.json && !g.quiet) fmt::print("{}", cli::to_text(*result, "pulled"));
+    name = result->name;
+    pulled = std::move(*result);
+  }
   if (restore->parsed()) {
     RestoreOptions options = settings->restore_options();
     // Progress only where a person watches: a terminal, and no output meant for a program.
@@ -249,7 +335,8 @@ int main(int argc, char** argv) {
     auto result = store->restore(name, target, options);
     if (show_progress) fmt::print(stderr, "\r\033[K");
     if (!result) return report(result.error());
-    if (g.json) print_json(cli::to_json(*result));
+    if (g.json && pulled) print_json({{"pull", cli::to_json(*pulled)}, {"restore", cli::to_json(*result)}});
+    else if (g.json) print_json(cli::to_json(*result));
     else if (!g.quiet) fmt::print("{}", cli::to_text(*result));
     return k_exit_ok;
   }

@@ -46,6 +46,49 @@ std::string progress_line(const RestoreProgress& p) {
                      human_bytes(p.bytes_total));
 }
 
+std::string progress_line(const TransferProgress& p, std::string_view verb) {
+  return fmt::format("{} {}/{} objects, {}/{}", verb, p.objects_done, p.objects_total, human_bytes(p.bytes_done),
+                     human_bytes(p.bytes_total));
+}
+
+nlohmann::json to_json(const TransferSummary& t) {
+  return {{"reference", t.reference},
+          {"oci_digest", t.oci_digest},
+          {"name", t.name},
+          {"id", t.id},
+          {"objects", t.objects},
+          {"bytes", t.bytes},
+          {"objects_moved", t.objects_moved},
+          {"bytes_moved", t.bytes_moved},
+          {"objects_skipped", t.objects_skipped},
+          {"objects_resumed", t.objects_resumed},
+          {"standalone_objects", t.standalone_objects},
+          {"packs_new", t.packs_new},
+          {"packs_reused", t.packs_reused},
+          {"requests", t.requests},
+          {"retries", t.retries},
+          {"http_bytes_sent", t.http_bytes_sent},
+          {"http_bytes_received", t.http_bytes_received},
+          {"blobs_uploaded", t.blobs_uploaded},
+          {"blobs_skipped", t.blobs_skipped},
+          {"blobs_mounted", t.blobs_mounted},
+          {"seconds", t.seconds}};
+}
+
+std::string to_text(const TransferSummary& t, std::string_view verb) {
+  const bool push = verb == "pushed";
+  std::string out = fmt::format("{} {} {} {}\n", verb, t.name, push ? "to" : "from", t.reference);
+  out += fmt::format("  {} objects, {}: {} {}, {}; {} skipped{}\n", t.objects, human_bytes(t.bytes),
+                     push ? "sent" : "fetched", t.objects_moved, human_bytes(t.bytes_moved), t.objects_skipped,
+                     t.objects_resumed ? fmt::format(", {} resumed", t.objects_resumed) : std::string());
+  if (push) out += fmt::format("  packs: {} new, {} reused; {} large objects as blobs\n", t.packs_new, t.packs_reused, t.standalone_objects);
+  double rate = t.seconds > 0 ? static_cast<double>(push ? t.http_bytes_sent : t.http_bytes_received) / t.seconds : 0;
+  out += fmt::format("  {} requests ({} retries), {} sent, {} received, {:.2f} s ({}/s)\n", t.requests, t.retries,
+                     human_bytes(t.http_bytes_sent), human_bytes(t.http_bytes_received), t.seconds,
+                     human_bytes(static_cast<std::uint64_t>(rate)));
+  return out;
+}
+
 std::string json_string(std::string_view bytes) {
   if (valid_utf8(bytes)) return std::string(bytes);
   std::string out;

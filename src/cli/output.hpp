@@ -11,6 +11,8 @@ namespace treesnap::cli {
 std::string human_bytes(std::uint64_t bytes);
 // "restoring 12345/54519 files, 120.0 MiB/572.0 MiB": one line, redrawn in place on a terminal.
 std::string progress_line(const RestoreProgress& p);
+// "pushing 120/7000 objects, 3.1 MiB/40.2 MiB" (verb: pushing or pulling).
+std::string progress_line(const TransferProgress& p, std::string_view verb);
 // JSON-safe form of raw path bytes: valid UTF-8 as is, otherwise each byte as the Latin-1 code
 // point of the same value.
 std::string json_string(std::string_view bytes);
@@ -23,7 +25,11 @@ nlohmann::json to_json(const Entry& e, DigestAlgorithm algorithm);
 nlohmann::json to_json(const GcReport& r);
 nlohmann::json to_json(const UsageReport& u);
 
+nlohmann::json to_json(const TransferSummary& t);
+
 std::string to_text(const SnapshotSummary& s);
+// verb: "pushed" or "pulled".
+std::string to_text(const TransferSummary& t, std::string_view verb);
 std::string to_text(const RestoreSummary& r);
 nlohmann::json to_json(const Settings& s);
 std::string to_text(const Settings& s);

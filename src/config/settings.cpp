@@ -37,6 +37,14 @@ constexpr const char* k_default_file = R"(# treesnap store configuration. Preced
 # use, evict least recently used snapshots until at most low_watermark percent is.
 high_watermark = 90
 low_watermark = 70
+
+# Per registry, for push, pull and restore oci://… (the key is HOST or HOST:PORT as written in
+# references). Downloads through Dragonfly's dfdaemon and a mirror, for example:
+# [registry."registry.example:5000"]
+# plain_http = false
+# proxy = "http://127.0.0.1:4001"
+# headers = ["X-Dragonfly-Use-P2P: true", "X-Dragonfly-Application: treesnap"]
+# mirrors = ["http://mirror.local:5000"]
 )";
 
 Error invalid(std::string_view origin, std::string_view why) {
@@ -98,6 +106,7 @@ Result<void> check_known_keys(const toml::table& file, const std::string& path) 
       {"gc", {"high_watermark", "low_watermark"}},
   };
   for (const auto& [table_name, node] : file) {
+    if (table_name.str() == "registry") continue;  // checked by load_registries
     auto it = std::find_if(known.begin(), known.end(), [&](const auto& k) { return k.first == table_name.str(); });
     if (it == known.end() || !node.is_table())
       return std::unexpected(invalid(path, fmt::format("unknown table [{}]", table_name.str())));
@@ -108,6 +117,52 @@ Result<void> check_known_keys(const toml::table& file, const std::string& path) 
     }
   }
   return {};
+}
+
+Result<std::vector<std::string>> string_list(const toml::node& node, const std::string& origin) {
+  const auto* array = node.as_array();
+  if (!array) return std::unexpected(invalid(origin, "a list of strings is expected"));
+  std::vector<std::string> out;
+  for (const auto& item : *array) {
+    auto text = item.value<std::string>();
+    if (!text) return std::unexpected(invalid(origin, "a list of strings is expected"));
+    out.push_back(*text);
+  }
+  return out;
+}
+
+// [registry."host:port"] tables: plain_http, proxy, headers, mirrors; nothing else.
+Result<std::map<std::string, RegistrySettings>> load_registries(const toml::table& file, const std::string& path) {
+  std::map<std::string, RegistrySettings> out;
+  const auto* registries = file["registry"].as_table();
+  if (!file["registry"]) return out;
+  if (!registries) return std::unexpected(invalid(path, "[registry] must hold tables [registry.\"HOST:PORT\"]"));
+  for (const auto& [host, node] : *registries) {
+    const auto* table = node.as_table();
+    const std::string where = fmt::format("{} [registry.{:?}]", path, host.str());
+    if (!table) return std::unexpected(invalid(where, "must be a table"));
+    RegistrySettings r;
+    for (const auto& [key, value] : *table) {
+      const std::string origin = fmt::format("{} {}", where, key.str());
+      if (key.str() == "plain_http") {
+        auto b = value.value<bool>();
+        if (!b) return std::unexpected(invalid(origin, "true or false is expected"));
+        r.plain_http = *b;
+      } else if (key.str() == "proxy") {
+        auto text = value.value<std::string>();
+        if (!text) return std::unexpected(invalid(origin, "a string is expected"));
+        r.proxy = *text;
+      } else if (key.str() == "headers") {
+        TRY(r.headers, string_list(value, origin));
+      } else if (key.str() == "mirrors") {
+        TRY(r.mirrors, string_list(value, origin));
+      } else {
+        return std::unexpected(invalid(where, fmt::format("unknown key {:?}", key.str())));
+      }
+    }
+    out.emplace(std::string(host.str()), std::move(r));
+  }
+  return out;
 }
 
 }  // namespace
@@ -156,6 +211,7 @@ Result<Settings> load_settings(const std::filesystem::path& store_dir, const Set
   }
 
   Settings s;
+  TRY(s.registries, load_registries(file, path));
   auto env_bool = [](std::string_view t) { return parse_bool(t); };
   auto env_unsigned = [](std::string_view t) -> std::optional<unsigned> {
     auto n = parse_number(t);

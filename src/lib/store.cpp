@@ -19,10 +19,14 @@
 #include "config/settings.hpp"
 #include "meta/database.hpp"
 #include "meta/lease.hpp"
+#include "remote/reference.hpp"
+#include "remote/registry.hpp"
 #include "restore/restorer.hpp"
 #include "snapshot/snapshotter.hpp"
 #include "store/layout.hpp"
 #include "store/object_store.hpp"
+#include "transfer/pull.hpp"
+#include "transfer/push.hpp"
 #include "util/thread_pool.hpp"
 #include "verify/verifier.hpp"
 
@@ -87,6 +91,29 @@ struct Store::Impl {
     if (manifest.algorithm != objects.algorithm())
       return std::unexpected(make_error(ErrorCode::corrupt, "manifest digest algorithm differs from the store's"));
     return manifest;
+  }
+
+  // A client for `ref`: the caller's access options first, then the store's
+  // [registry."host:port"] table (headers and mirrors of both apply), then the defaults.
+  Result<remote::RegistryClient> registry(const remote::Reference& ref, const RegistryAccess& access) const {
+    if (objects.algorithm() != DigestAlgorithm::sha256)
+      return std::unexpected(make_error(ErrorCode::unsupported,
+                                        "push and pull need a sha256 store (this one uses xxh3-128, whose digests "
+                                        "are not OCI blob digests)"));
+    TRY(auto settings, load_settings(path));
+    remote::RegistryOptions client_options;
+    client_options.plain_http = access.plain_http;
+    if (auto it = settings.registries.find(ref.registry()); it != settings.registries.end()) {
+      const auto& r = it->second;
+      if (!client_options.plain_http) client_options.plain_http = r.plain_http;
+      client_options.blob_proxy = r.proxy;
+      client_options.blob_headers = r.headers;
+      client_options.mirrors = r.mirrors;
+    }
+    if (!access.proxy.empty()) client_options.blob_proxy = access.proxy;
+    client_options.blob_headers.insert(client_options.blob_headers.end(), access.headers.begin(), access.headers.end());
+    client_options.mirrors.insert(client_options.mirrors.end(), access.mirrors.begin(), access.mirrors.end());
+    return remote::RegistryClient::open(ref, std::move(client_options));
   }
 
   SnapshotSummary summarize(const SnapshotRecord& r) const {
@@ -259,6 +286,47 @@ void Store::stop_auto_gc() {
 Result<VerifySummary> Store::verify(const VerifyOptions&) const {
   TRY(auto db, m_impl->db());
   return verify_store(m_impl->objects, db, m_impl->threads);
+}
+
+Result<TransferSummary> Store::push(const std::string& name, const std::string& reference,
+                                   const PushOptions& options) const {
+  TRY(auto ref, remote::parse_reference(reference));
+  if (ref.tag.empty())
+    return std::unexpected(make_error(ErrorCode::invalid, fmt::format("push needs a tag: {}:TAG", reference)));
+  TRY(auto client, m_impl->registry(ref, options.access));
+  for (const auto& base : options.bases) {
+    TRY(auto base_ref, remote::parse_reference(base));
+    if (base_ref.registry() != ref.registry() || base_ref.repository != ref.repository)
+      return std::unexpected(make_error(ErrorCode::invalid, fmt::format("base {} is not in the pushed repository", base)));
+  }
+  PushOptions resolved = options;
+  resolved.bases.clear();
+  for (const auto& base : options.bases) resolved.bases.push_back(remote::parse_reference(base)->reference());
+  TRY(auto db, m_impl->db());
+  // The lease keeps every object of the snapshot while it is read, whatever `rm` and gc do.
+  TRY(auto lease, Lease::acquire(m_impl->db_path, "push"));
+  TRY(auto record, m_impl->resolve(db, name));
+  TRY(auto manifest, m_impl->load_manifest(record));
+  TRY(auto summary, transfer::push_snapshot(m_impl->objects, manifest, record.manifest, record.name + ":" + record.tag,
+                                            client, ref.tag, resolved));
+  TRY_VOID(db.touch_snapshot(record.row_id, now_ns()));
+  return summary;
+}
+
+Result<TransferSummary> Store::pull(const std::string& reference, const PullOptions& options) const {
+  TRY(auto ref, remote::parse_reference(reference));
+  std::string local = options.name;
+  if (local.empty()) {
+    // The repository and the tag, or the digest's first 12 hex digits when pulled by digest.
+    std::string tag = !ref.tag.empty() ? ref.tag : !ref.digest.empty() ? "sha256-" + ref.digest.substr(7, 12) : "latest";
+    local = ref.repository + ":" + tag;
+  }
+  TRY(auto names, parse_snapshot_name(local));
+  TRY(auto client, m_impl->registry(ref, options.access));
+  TRY(auto db, m_impl->db());
+  TRY(auto lease, Lease::acquire(m_impl->db_path, "pull"));
+  return transfer::pull_snapshot(m_impl->objects, db, *lease, client, ref.reference().empty() ? "latest" : ref.reference(),
+                                 names.first, names.second, options);
 }
 
 }  // namespace treesnap

@@ -3,6 +3,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <random>
@@ -250,6 +253,93 @@ Result<ObjectStore::Stored> ObjectStore::put_stream(const std::function<Result<v
   // An object already published under this name is re-hashed and kept when it matches.
   TRY_VOID(publish(std::move(staged), m_objects.get(), layout::object_name(stored.digest), stored.digest));
   return stored;
+}
+
+namespace {
+
+// Writes a stream at increasing offsets, skipping aligned all-zero blocks (holes), coalescing
+// the rest into one pwrite per run; the caller sets the final size with ftruncate.
+class SparseWriter {
+ public:
+  explicit SparseWriter(int fd) : m_fd(fd) {}
+  Result<void> write(std::string_view bytes) {
+    while (!bytes.empty()) {
+      std::size_t take = std::min(bytes.size(), k_block - m_block.size());
+      m_block.append(bytes.substr(0, take));
+      bytes.remove_prefix(take);
+      if (m_block.size() == k_block) TRY_VOID(flush_block());
+    }
+    return {};
+  }
+  Result<std::uint64_t> finish() {
+    TRY_VOID(flush_block());
+    TRY_VOID(flush_run());
+    if (::ftruncate(m_fd, static_cast<off_t>(m_offset)) != 0) return std::unexpected(os_error(errno, "truncate staged object"));
+    return m_offset;
+  }
+
+ private:
+  static constexpr std::size_t k_block = 4096;
+  static constexpr std::size_t k_max_run = 1 << 20;
+  Result<void> flush_block() {
+    if (m_block.empty()) return {};
+    bool zero = m_block.size() == k_block && m_block.find_first_not_of('\0') == std::string::npos;
+    if (zero) {
+      TRY_VOID(flush_run());
+    } else {
+      if (m_run.empty()) m_run_offset = m_offset;
+      m_run += m_block;
+      if (m_run.size() >= k_max_run) TRY_VOID(flush_run());
+    }
+    m_offset += m_block.size();
+    m_block.clear();
+    return {};
+  }
+  Result<void> flush_run() {
+    if (m_run.empty()) return {};
+    TRY_VOID(pwrite_full(m_fd, m_run, m_run_offset, "staged object"));
+    m_run.clear();
+    return {};
+  }
+  int m_fd;
+  std::string m_block, m_run;
+  std::uint64_t m_offset = 0, m_run_offset = 0;
+};
+
+}  // namespace
+
+Result<ObjectStore::Stored> ObjectStore::put_expected(std::string_view expected, std::uint64_t expected_size,
+                                                      const std::function<Result<void>(const ByteWriter&)>& produce) const {
+  TRY(auto staged, stage());
+  Hasher hasher(m_algorithm);
+  SparseWriter writer(staged.get());
+  Stored stored;
+  TRY_VOID(produce([&](std::string_view bytes) -> Result<void> {
+    hasher.update(bytes);
+    stored.size += bytes.size();
+    if (stored.size > expected_size)
+      return std::unexpected(make_error(ErrorCode::corrupt, fmt::format("object {} is longer than its {} bytes",
+                                                                        digest_text(m_algorithm, expected), expected_size)));
+    return writer.write(bytes);
+  }));
+  TRY_VOID(writer.finish());
+  stored.digest = hasher.finish();
+  if (stored.digest != expected || stored.size != expected_size)
+    return std::unexpected(make_error(ErrorCode::corrupt,
+                                      fmt::format("fetched object {} ({} bytes) has digest {} ({} bytes)",
+                                                  digest_text(m_algorithm, expected), expected_size,
+                                                  digest_text(m_algorithm, stored.digest), stored.size)));
+  TRY_VOID(set_object_metadata(staged.get(), 0444, now_ns()));
+  TRY_VOID(publish(std::move(staged), m_objects.get(), layout::object_name(stored.digest), stored.digest));
+  return stored;
+}
+
+Result<bool> ObjectStore::has_intact(std::string_view digest) const {
+  auto fd = open_at(m_objects.get(), layout::object_name(digest), O_RDONLY | O_NOFOLLOW);
+  if (!fd) return fd.error().code == ErrorCode::not_found ? Result<bool>(false) : std::unexpected(fd.error());
+  TRY(auto st, stat_fd(fd->get(), "object"));
+  auto hash = hash_fd(fd->get(), static_cast<std::uint64_t>(st.st_size), "object");
+  return hash && *hash == digest;
 }
 
 Result<UniqueFd> ObjectStore::open_object(std::string_view digest) const {

@@ -58,6 +58,13 @@ class ObjectStore {
     std::uint64_t size = 0;
   };
   Result<Stored> put_stream(const std::function<Result<void>(const ByteWriter&)>& produce) const;
+  // Stores fetched bytes that must hash to `expected` (a pulled object): as put_stream, but
+  // `corrupt` and nothing published when the digest or `expected_size` differs. Aligned 4 KiB
+  // blocks of zeros are left as holes, so a sparse file pulled stays sparse in the store.
+  Result<Stored> put_expected(std::string_view expected, std::uint64_t expected_size,
+                              const std::function<Result<void>(const ByteWriter&)>& produce) const;
+  // True when object `digest` is present and its bytes hash to it (what an interrupted pull left).
+  Result<bool> has_intact(std::string_view digest) const;
   // Reads a whole object and checks its digest: `corrupt` when it does not match.
   Result<std::string> read_verified(std::string_view digest) const;
   Result<UniqueFd> open_object(std::string_view digest) const;

@@ -1,0 +1,281 @@
+#include "transfer/pull.hpp"
+
+#include <algorithm>
+#include <unordered_map>
+#include <unordered_set>
+
+#include <fmt/format.h>
+
+#include "core/digest.hpp"
+#include "core/entry_path.hpp"
+#include "transfer/common.hpp"
+#include "util/error.hpp"
+#include "transfer/oci_format.hpp"
+#include "util/posix.hpp"
+#include "util/thread_pool.hpp"
+
+namespace treesnap::transfer {
+namespace {
+
+// A snapshot manifest above this is refused before it is downloaded (1M entries take ~40 MB).
+constexpr std::uint64_t k_max_config_size = std::uint64_t{1} << 30;
+constexpr std::uint64_t k_max_index_size = 64 << 20;
+// Range coalescing: neighbours in a pack closer than this are fetched in one request (the bytes
+// between them cost less than a request on any link faster than ~10 Mbit/s at 20 ms RTT), up to
+// k_max_range per request.
+constexpr std::uint64_t k_max_gap = 256 << 10;
+constexpr std::uint64_t k_max_range = 8 << 20;
+
+Result<std::string> fetch_small_blob(remote::RegistryClient& client, const Descriptor& d, std::uint64_t limit,
+                                     std::string_view what) {
+  if (d.size > limit)
+    return std::unexpected(make_error(ErrorCode::corrupt, fmt::format("{} {} declares {} bytes, more than the {} allowed",
+                                                                      what, d.digest, d.size, limit)));
+  std::string bytes;
+  TRY_VOID(client.get_blob(d.digest, [&](std::string_view chunk) -> Result<void> {
+    bytes.append(chunk);
+    return {};
+  }, {.expected_size = d.size, .range = std::nullopt}));
+  return bytes;
+}
+
+struct PackedRef {
+  std::size_t pack = 0;
+  PackedObject object;
+};
+
+// One Range GET: objects of one pack lying in [offset, offset + length).
+struct RangeTask {
+  std::size_t pack = 0;
+  std::uint64_t offset = 0, length = 0;
+  std::vector<PackedObject> objects;
+};
+
+std::vector<RangeTask> coalesce(std::vector<PackedRef> refs) {
+  std::sort(refs.begin(), refs.end(), [](const PackedRef& a, const PackedRef& b) {
+    return a.pack != b.pack ? a.pack < b.pack : a.object.offset < b.object.offset;
+  });
+  std::vector<RangeTask> tasks;
+  for (auto& r : refs) {
+    const std::uint64_t end = r.object.offset + r.object.stored;
+    if (!tasks.empty()) {
+      auto& t = tasks.back();
+      const std::uint64_t t_end = t.offset + t.length;
+      if (t.pack == r.pack && r.object.offset >= t_end && r.object.offset - t_end <= k_max_gap &&
+          end - t.offset <= k_max_range) {
+        t.length = end - t.offset;
+        t.objects.push_back(std::move(r.object));
+        continue;
+      }
+    }
+    RangeTask t{r.pack, r.object.offset, r.object.stored, {}};
+    t.objects.push_back(std::move(r.object));
+    tasks.push_back(std::move(t));
+  }
+  return tasks;
+}
+
+}  // namespace
+
+Result<TransferSummary> pull_snapshot(const ObjectStore& objects, Database& db, Lease& lease,
+                                      remote::RegistryClient& client, const std::string& reference,
+                                      const std::string& name, const std::string& tag,
+                                      const PullOptions& options) {
+  const auto start = std::chrono::steady_clock::now();
+  const unsigned jobs = std::max(1u, options.access.jobs);
+  const std::vector<std::string> accept{std::string(k_oci_manifest_type)};
+
+  // 1. The OCI manifest (checked against its digest by the client when fetched by digest).
+  TRY(auto fetched, client.get_manifest(reference, accept));
+  TRY(auto oci, decode_oci_manifest(fetched.bytes));
+
+  // 2. The snapshot manifest: its sha256 is checked on download; nothing is written before it
+  // decodes and validates.
+  TRY(auto manifest_digest, raw_from_oci(oci.config.digest));
+  TRY(auto config, fetch_small_blob(client, oci.config, k_max_config_size, "snapshot manifest"));
+  TRY(auto manifest, decode_manifest(config));
+  if (manifest.algorithm != DigestAlgorithm::sha256)
+    return std::unexpected(make_error(ErrorCode::unsupported, "the pushed snapshot does not use sha256 digests"));
+  TRY_VOID(validate_manifest(manifest));
+
+  TRY(auto existing, db.find_snapshot(name, tag));
+  if (existing && existing->manifest != manifest_digest && !options.replace)
+    return std::unexpected(make_error(ErrorCode::exists,
+                                      fmt::format("snapshot {}:{} already exists with other content (use --force to replace it)", name, tag)));
+
+  // 3. What the store lacks. Live objects are protected by the lease; orphans must be held.
+  const auto all = distinct_objects(manifest);
+  TransferSummary summary;
+  summary.objects = all.size();
+  for (const auto& o : all) summary.bytes += o.size;
+  std::vector<ObjectRef> lacking;
+  TRY_VOID(db.begin_read());
+  for (const auto& o : all) {
+    TRY(auto state, db.object_state(o.digest));
+    bool have = state == ObjectState::live;
+    if (state == ObjectState::orphan || state == ObjectState::collecting) {
+      TRY(have, lease.hold(o.digest));
+    }
+    if (have) summary.objects_skipped += 1;
+    else lacking.push_back(o);
+  }
+  TRY_VOID(db.end_read());
+  // Objects an interrupted pull already verified and published are kept (re-hashed locally).
+  std::vector<char> intact(lacking.size(), 0);
+  if (auto done = parallel_for(lacking.size(), jobs, 16, [&](std::size_t i) -> Result<void> {
+    TRY(auto ok, objects.has_intact(lacking[i].digest));
+    intact[i] = ok;
+    return {};
+  }); !done)
+    return std::unexpected(done.error());
+  std::vector<ObjectRef> missing;
+  for (std::size_t i = 0; i < lacking.size(); ++i) {
+    if (intact[i]) summary.objects_resumed += 1;
+    else missing.push_back(std::move(lacking[i]));
+  }
+  ProgressMeter progress(options.progress, summary.objects, summary.bytes);
+  progress.add(summary.objects - missing.size(), 0);
+
+  // 4. Where each missing object is: a blob of its own, else in a pack (indexes fetched only
+  // when some object needs them).
+  std::unordered_map<std::string, const Descriptor*> standalone;
+  for (const auto& d : oci.objects) {
+    TRY(auto raw, raw_from_oci(d.digest));
+    standalone.emplace(std::move(raw), &d);
+  }
+  summary.standalone_objects = oci.objects.size();
+  std::vector<ObjectRef> blob_objects;
+  std::vector<ObjectRef> packed_objects;
+  for (auto& o : missing) {
+    if (auto it = standalone.find(o.digest); it != standalone.end()) {
+      if (it->second->size != o.size)
+        return std::unexpected(make_error(ErrorCode::corrupt, fmt::format("blob {} has {} bytes, the snapshot says {}",
+                                                                          it->second->digest, it->second->size, o.size)));
+      blob_objects.push_back(std::move(o));
+    } else {
+      packed_objects.push_back(std::move(o));
+    }
+  }
+  ClientPool pool(client);
+  std::vector<RangeTask> ranges;
+  if (!packed_objects.empty()) {
+    std::vector<PackIndex> indexes(oci.packs.size());
+    if (auto done = parallel_for(oci.packs.size(), jobs, 1, [&](std::size_t i) -> Result<void> {
+      auto c = pool.take();
+      TRY(auto bytes, fetch_small_blob(*c, oci.packs[i].index, k_max_index_size, "pack index"));
+      TRY(indexes[i], decode_pack_index(bytes));
+      if (indexes[i].pack_digest != oci.packs[i].pack.digest || indexes[i].pack_size != oci.packs[i].pack.size)
+        return std::unexpected(make_error(ErrorCode::corrupt, fmt::format("pack index {} describes another pack",
+                                                                          oci.packs[i].index.digest)));
+      return {};
+    }); !done)
+    return std::unexpected(done.error());
+    std::unordered_map<std::string, PackedRef> where;
+    for (std::size_t i = 0; i < indexes.size(); ++i)
+      for (const auto& o : indexes[i].objects) where.emplace(o.digest, PackedRef{i, o});
+    std::vector<PackedRef> refs;
+    for (const auto& o : packed_objects) {
+      auto it = where.find(o.digest);
+      if (it == where.end())
+        return std::unexpected(make_error(ErrorCode::corrupt, fmt::format("the registry's snapshot lacks object {}", oci_text(o.digest))));
+      if (it->second.object.size != o.size)
+        return std::unexpected(make_error(ErrorCode::corrupt, fmt::format("packed object {} has {} bytes, the snapshot says {}",
+                                                                          oci_text(o.digest), it->second.object.size, o.size)));
+      refs.push_back(it->second);
+    }
+    ranges = coalesce(std::move(refs));
+  }
+
+  // 5. Fetch: whole blobs streamed into staging, ranges cut into objects; every object checked
+  // against its sha256 (the store's digest) before it is published.
+  std::atomic<std::uint64_t> moved_objects{0}, moved_bytes{0};
+  const std::size_t tasks = blob_objects.size() + ranges.size();
+  if (auto done = parallel_for(tasks, jobs, 1, [&](std::size_t i) -> Result<void> {
+    auto c = pool.take();
+    if (i < blob_objects.size()) {
+      const auto& o = blob_objects[i];
+      auto fetch = [&](const ObjectStore::ByteWriter& write) -> Result<void> {
+        auto got = c->get_blob(oci_text(o.digest), write, {.expected_size = o.size, .range = std::nullopt});
+        if (!got) return std::unexpected(got.error());
+        return {};
+      };
+      TRY_VOID(objects.put_expected(o.digest, o.size, fetch));
+      moved_objects += 1;
+      moved_bytes += o.size;
+      progress.add(1, o.size);
+      return {};
+    }
+    const auto& t = ranges[i - blob_objects.size()];
+    std::string bytes;
+    bytes.reserve(t.length);
+    TRY_VOID(c->get_blob(oci.packs[t.pack].pack.digest, [&](std::string_view chunk) -> Result<void> {
+      bytes.append(chunk);
+      return {};
+    }, {.expected_size = std::nullopt, .range = remote::ByteRange{t.offset, t.length}}));
+    if (bytes.size() != t.length)
+      return std::unexpected(make_error(ErrorCode::corrupt, "a range of a pack came back short"));
+    std::uint64_t done_bytes = 0;
+    for (const auto& o : t.objects) {
+      std::string_view stored(bytes.data() + (o.offset - t.offset), o.stored);
+      std::string decoded;
+      if (o.codec == Codec::zstd) {
+        TRY(decoded, decompress_object(stored, o.size));
+      }
+      std::string_view content = o.codec == Codec::zstd ? std::string_view(decoded) : stored;
+      TRY_VOID(objects.put_expected(o.digest, o.size, [&](const ObjectStore::ByteWriter& write) { return write(content); }));
+      done_bytes += o.size;
+    }
+    moved_objects += t.objects.size();
+    moved_bytes += done_bytes;
+    progress.add(t.objects.size(), done_bytes);
+    return {};
+  }); !done)
+    return std::unexpected(done.error());
+  summary.objects_moved = moved_objects.load();
+  summary.bytes_moved = moved_bytes.load();
+
+  // 6. The manifest object, then durability, then the one transaction that makes it visible.
+  TRY(auto stored_manifest, objects.put_expected(manifest_digest, config.size(), [&](const ObjectStore::ByteWriter& write) {
+    return write(config);
+  }));
+  TRY_VOID(objects.sync());
+
+  SnapshotRecord record;
+  record.name = name;
+  record.tag = tag;
+  record.manifest = manifest_digest;
+  record.created_ns = record.last_used_ns = now_ns();
+  record.entries = manifest.entries.size();
+  for (const auto& e : manifest.entries) {
+    if (e.type != EntryType::file) continue;
+    record.files += 1;
+    record.bytes += e.size;
+  }
+  record.new_objects = summary.objects_moved + summary.objects_resumed;
+  record.new_bytes = summary.bytes_moved;
+  bool refreshed = false;
+  if (existing && existing->manifest == manifest_digest) {
+    TRY(refreshed, db.refresh_snapshot(*existing, record.last_used_ns, 0, [](std::size_t) { return StatRecord{}; }));
+  }
+  if (!refreshed) {
+    auto object_row = [&](std::size_t i) {
+      if (i == all.size()) return ObjectRecord{manifest_digest, stored_manifest.size, 0};
+      return ObjectRecord{all[i].digest, all[i].size, 0};
+    };
+    TRY_VOID(db.commit_snapshot(record, all.size() + 1, object_row, 0, [](std::size_t) { return StatRecord{}; },
+                                options.replace || existing.has_value()));
+  }
+  progress.finish();
+
+  auto ref = client.reference();
+  ref.tag.clear();
+  ref.digest = fetched.digest;
+  summary.reference = ref.to_string();
+  summary.oci_digest = fetched.digest;
+  summary.name = name + ":" + tag;
+  summary.id = to_hex(manifest_digest);
+  fill_transport(summary, client.stats(), start);
+  return summary;
+}
+
+}  // namespace treesnap::transfer
