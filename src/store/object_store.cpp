@@ -309,6 +309,7 @@ class SparseWriter {
 }  // namespace
 
 Result<ObjectStore::Stored> ObjectStore::put_expected(std::string_view expected, std::uint64_t expected_size,
+                                                      std::uint32_t mode, std::int64_t mtime_ns,
                                                       const std::function<Result<void>(const ByteWriter&)>& produce) const {
   TRY(auto staged, stage());
   Hasher hasher(m_algorithm);
@@ -329,7 +330,7 @@ Result<ObjectStore::Stored> ObjectStore::put_expected(std::string_view expected,
                                       fmt::format("fetched object {} ({} bytes) has digest {} ({} bytes)",
                                                   digest_text(m_algorithm, expected), expected_size,
                                                   digest_text(m_algorithm, stored.digest), stored.size)));
-  TRY_VOID(set_object_metadata(staged.get(), 0444, now_ns()));
+  TRY_VOID(set_object_metadata(staged.get(), mode, mtime_ns));
   TRY_VOID(publish(std::move(staged), m_objects.get(), layout::object_name(stored.digest), stored.digest));
   return stored;
 }

@@ -60,8 +60,10 @@ class ObjectStore {
   Result<Stored> put_stream(const std::function<Result<void>(const ByteWriter&)>& produce) const;
   // Stores fetched bytes that must hash to `expected` (a pulled object): as put_stream, but
   // `corrupt` and nothing published when the digest or `expected_size` differs. Aligned 4 KiB
-  // blocks of zeros are left as holes, so a sparse file pulled stays sparse in the store.
-  Result<Stored> put_expected(std::string_view expected, std::uint64_t expected_size,
+  // blocks of zeros are left as holes, so a sparse file pulled stays sparse in the store. The
+  // object gets `mode` (without write and set-id bits) and `mtime_ns`, as ingest gives it.
+  Result<Stored> put_expected(std::string_view expected, std::uint64_t expected_size, std::uint32_t mode,
+                              std::int64_t mtime_ns,
                               const std::function<Result<void>(const ByteWriter&)>& produce) const;
   // True when object `digest` is present and its bytes hash to it (what an interrupted pull left).
   Result<bool> has_intact(std::string_view digest) const;

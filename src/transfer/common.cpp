@@ -13,7 +13,7 @@ std::vector<ObjectRef> distinct_objects(const Manifest& manifest) {
   std::unordered_set<std::string> seen;
   for (const auto& e : manifest.entries) {
     if (e.type != EntryType::file || e.size == 0) continue;
-    if (seen.insert(e.digest.str()).second) out.push_back({e.digest.str(), e.size});
+    if (seen.insert(e.digest.str()).second) out.push_back({e.digest.str(), e.size, e.mode, e.mtime_ns});
   }
   return out;
 }

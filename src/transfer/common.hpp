@@ -83,6 +83,9 @@ class ProgressMeter {
 struct ObjectRef {
   std::string digest;  // raw
   std::uint64_t size = 0;
+  // Of the first entry with this content: a pulled object gets them, as a snapshotted one does.
+  std::uint32_t mode = 0444;
+  std::int64_t mtime_ns = 0;
 };
 
 // The distinct content objects of a manifest's files, in manifest order of first appearance.

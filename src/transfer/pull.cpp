@@ -42,13 +42,14 @@ Result<std::string> fetch_small_blob(remote::RegistryClient& client, const Descr
 struct PackedRef {
   std::size_t pack = 0;
   PackedObject object;
+  ObjectRef ref;
 };
 
 // One Range GET: objects of one pack lying in [offset, offset + length).
 struct RangeTask {
   std::size_t pack = 0;
   std::uint64_t offset = 0, length = 0;
-  std::vector<PackedObject> objects;
+  std::vector<PackedRef> objects;
 };
 
 std::vector<RangeTask> coalesce(std::vector<PackedRef> refs) {
@@ -64,12 +65,12 @@ std::vector<RangeTask> coalesce(std::vector<PackedRef> refs) {
       if (t.pack == r.pack && r.object.offset >= t_end && r.object.offset - t_end <= k_max_gap &&
           end - t.offset <= k_max_range) {
         t.length = end - t.offset;
-        t.objects.push_back(std::move(r.object));
+        t.objects.push_back(std::move(r));
         continue;
       }
     }
     RangeTask t{r.pack, r.object.offset, r.object.stored, {}};
-    t.objects.push_back(std::move(r.object));
+    t.objects.push_back(std::move(r));
     tasks.push_back(std::move(t));
   }
   return tasks;
@@ -172,7 +173,7 @@ Result<TransferSummary> pull_snapshot(const ObjectStore& objects, Database& db, 
     return std::unexpected(done.error());
     std::unordered_map<std::string, PackedRef> where;
     for (std::size_t i = 0; i < indexes.size(); ++i)
-      for (const auto& o : indexes[i].objects) where.emplace(o.digest, PackedRef{i, o});
+      for (const auto& o : indexes[i].objects) where.emplace(o.digest, PackedRef{i, o, {}});
     std::vector<PackedRef> refs;
     for (const auto& o : packed_objects) {
       auto it = where.find(o.digest);
@@ -182,6 +183,7 @@ Result<TransferSummary> pull_snapshot(const ObjectStore& objects, Database& db, 
         return std::unexpected(make_error(ErrorCode::corrupt, fmt::format("packed object {} has {} bytes, the snapshot says {}",
                                                                           oci_text(o.digest), it->second.object.size, o.size)));
       refs.push_back(it->second);
+      refs.back().ref = o;
     }
     ranges = coalesce(std::move(refs));
   }
@@ -199,7 +201,7 @@ Result<TransferSummary> pull_snapshot(const ObjectStore& objects, Database& db, 
         if (!got) return std::unexpected(got.error());
         return {};
       };
-      TRY_VOID(objects.put_expected(o.digest, o.size, fetch));
+      TRY_VOID(objects.put_expected(o.digest, o.size, o.mode, o.mtime_ns, fetch));
       moved_objects += 1;
       moved_bytes += o.size;
       progress.add(1, o.size);
@@ -215,14 +217,16 @@ Result<TransferSummary> pull_snapshot(const ObjectStore& objects, Database& db, 
     if (bytes.size() != t.length)
       return std::unexpected(make_error(ErrorCode::corrupt, "a range of a pack came back short"));
     std::uint64_t done_bytes = 0;
-    for (const auto& o : t.objects) {
+    for (const auto& packed : t.objects) {
+      const auto& o = packed.object;
       std::string_view stored(bytes.data() + (o.offset - t.offset), o.stored);
       std::string decoded;
       if (o.codec == Codec::zstd) {
         TRY(decoded, decompress_object(stored, o.size));
       }
       std::string_view content = o.codec == Codec::zstd ? std::string_view(decoded) : stored;
-      TRY_VOID(objects.put_expected(o.digest, o.size, [&](const ObjectStore::ByteWriter& write) { return write(content); }));
+      TRY_VOID(objects.put_expected(o.digest, o.size, packed.ref.mode, packed.ref.mtime_ns,
+                                    [&](const ObjectStore::ByteWriter& write) { return write(content); }));
       done_bytes += o.size;
     }
     moved_objects += t.objects.size();
@@ -235,7 +239,7 @@ Result<TransferSummary> pull_snapshot(const ObjectStore& objects, Database& db, 
   summary.bytes_moved = moved_bytes.load();
 
   // 6. The manifest object, then durability, then the one transaction that makes it visible.
-  TRY(auto stored_manifest, objects.put_expected(manifest_digest, config.size(), [&](const ObjectStore::ByteWriter& write) {
+  TRY(auto stored_manifest, objects.put_expected(manifest_digest, config.size(), 0444, now_ns(), [&](const ObjectStore::ByteWriter& write) {
     return write(config);
   }));
   TRY_VOID(objects.sync());

@@ -7,7 +7,8 @@ that stalls, resets, truncates, lies about sizes or expires tokens. The real reg
 (docker-registry) covers the well-behaved paths; this covers the rest.
 
 It speaks just enough of the distribution API: /v2/, HEAD/GET blobs (with Range), upload
-sessions (POST, PATCH, GET status, PUT ?digest=), and /token. State is in memory.
+sessions (POST, PATCH, GET status, PUT ?digest=), manifests (PUT, GET, HEAD by tag or digest),
+and /token. State is in memory.
 
 Usage: fake_registry.py [--bearer] [--token-uses N] [--user U --password P]
 Prints "PORT <n>" on stdout once listening on 127.0.0.1 (port chosen by the kernel).
@@ -33,6 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 LOCK = threading.Lock()
 BLOBS = {}    # digest -> bytes
 UPLOADS = {}  # uuid -> bytearray
+MANIFESTS = {}  # (repository, tag or digest) -> (media type, bytes)
 FAULTS = {"blob_get": [], "patch": []}
 STATS = {"token_requests": 0, "blob_gets": 0, "patches": 0, "upload_status": 0, "unauthorized": 0,
          "ranges": []}
@@ -117,6 +119,9 @@ class Handler(BaseHTTPRequestHandler):
             m = re.match(r"^/v2/(.+)/blobs/(sha256:[0-9a-f]{64})$", path)
             if m and self.command in ("GET", "HEAD"):
                 return self.blob(m.group(2))
+            m = re.match(r"^/v2/(.+)/manifests/([^/]+)$", path)
+            if m:
+                return self.manifest(m.group(1), m.group(2))
             self.reply(404, b'{"errors":[{"code":"NOT_FOUND","message":"no route"}]}')
         except (Dropped, BrokenPipeError, ConnectionResetError):
             self.close_connection = True
@@ -124,6 +129,23 @@ class Handler(BaseHTTPRequestHandler):
     do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = dispatch
 
     # -- endpoints ------------------------------------------------------------------------------
+    def manifest(self, repo, ref):
+        if self.command == "PUT":
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            digest = "sha256:" + hashlib.sha256(body).hexdigest()
+            kind = self.headers.get("Content-Type", "")
+            with LOCK:
+                MANIFESTS[(repo, ref)] = MANIFESTS[(repo, digest)] = (kind, body)
+            return self.reply(201, b"", {"Docker-Content-Digest": digest,
+                                         "Location": "/v2/%s/manifests/%s" % (repo, digest)})
+        with LOCK:
+            found = MANIFESTS.get((repo, ref))
+        if not found:
+            return self.reply(404, b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"unknown"}]}')
+        kind, body = found
+        headers = {"Content-Type": kind, "Docker-Content-Digest": "sha256:" + hashlib.sha256(body).hexdigest()}
+        return self.reply(200, body, headers)
+
     def token(self):
         with LOCK:
             STATS["token_requests"] += 1

@@ -14,7 +14,9 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <optional>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -154,6 +156,37 @@ struct DockerRegistry {
     std::string url = "http://127.0.0.1:" + std::to_string(port) + "/v2/";
     return wait_until(process, [&] { long s = http_status(url); return s == 200 || s == 401; }, "docker-registry");
   }
+};
+
+// Deterministic incompressible bytes.
+inline std::string random_bytes(std::size_t size, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::string out(size, '\0');
+  for (std::size_t i = 0; i + 8 <= size; i += 8) {
+    std::uint64_t v = rng();
+    std::memcpy(out.data() + i, &v, 8);
+  }
+  return out;
+}
+
+// Sets or unsets environment variables for one test and puts the old values back.
+class ScopedEnv {
+ public:
+  void set(const std::string& name, const std::optional<std::string>& value) {
+    const char* old = std::getenv(name.c_str());
+    m_saved.emplace_back(name, old ? std::optional<std::string>(old) : std::nullopt);
+    if (value) ::setenv(name.c_str(), value->c_str(), 1);
+    else ::unsetenv(name.c_str());
+  }
+  ~ScopedEnv() {
+    for (auto it = m_saved.rbegin(); it != m_saved.rend(); ++it) {
+      if (it->second) ::setenv(it->first.c_str(), it->second->c_str(), 1);
+      else ::unsetenv(it->first.c_str());
+    }
+  }
+
+ private:
+  std::vector<std::pair<std::string, std::optional<std::string>>> m_saved;
 };
 
 // tests/tools/fake_registry.py on a kernel-chosen port.

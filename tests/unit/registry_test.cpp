@@ -23,16 +23,6 @@ using remote::PutBlobResult;
 using remote::RegistryClient;
 using remote::RegistryOptions;
 
-std::string random_bytes(std::size_t size, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::string out(size, '\0');
-  for (std::size_t i = 0; i + 8 <= size; i += 8) {
-    std::uint64_t v = rng();
-    std::memcpy(out.data() + i, &v, 8);
-  }
-  return out;
-}
-
 // Collects a download in memory.
 struct Collect {
   std::string bytes;
@@ -44,25 +34,7 @@ struct Collect {
   }
 };
 
-// Sets or unsets environment variables for one test and puts the old values back.
-class ScopedEnv {
- public:
-  void set(const std::string& name, const std::optional<std::string>& value) {
-    const char* old = std::getenv(name.c_str());
-    m_saved.emplace_back(name, old ? std::optional<std::string>(old) : std::nullopt);
-    if (value) ::setenv(name.c_str(), value->c_str(), 1);
-    else ::unsetenv(name.c_str());
-  }
-  ~ScopedEnv() {
-    for (auto it = m_saved.rbegin(); it != m_saved.rend(); ++it) {
-      if (it->second) ::setenv(it->first.c_str(), it->second->c_str(), 1);
-      else ::unsetenv(it->first.c_str());
-    }
-  }
 
- private:
-  std::vector<std::pair<std::string, std::optional<std::string>>> m_saved;
-};
 
 // Client options for tests: short waits so retries cost milliseconds.
 RegistryOptions fast_options() {

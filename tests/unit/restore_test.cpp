@@ -17,50 +17,9 @@ using test::ok;
 using test::StoreTest;
 namespace fs = std::filesystem;
 
-constexpr std::int64_t k_t0 = 1'650'000'000'000'000'000;
-
 class RestoreTest : public StoreTest {
  protected:
-  // Every entry type a restore handles without devices, with unusual metadata on each.
-  void build_full_tree() {
-    test::set_xattr(src(), "user.root", "top");
-    test::make_dir(src("d"), 0750);
-    test::make_dir(src("d/e"), 0700);
-    test::write_file(src("d/a.txt"), "alpha\n");
-    test::set_xattr(src("d/a.txt"), "user.color", "blue");
-    test::set_xattr(src("d/a.txt"), "user.bin", std::string("\0\xff", 2));
-    test::write_file(src("d-x"), "sorts after d/ but before d0");
-    test::write_file(src("d0"), "zero");
-    test::make_dir(src("rodir"), 0755);
-    test::write_file(src("rodir/f"), "inside a read-only directory");
-    ASSERT_EQ(::chmod(src("rodir").c_str(), 0555), 0);
-    test::write_file(src("h1"), "shared by two names", 0640);
-    ASSERT_EQ(::link(src("h1").c_str(), src("d/h2").c_str()), 0);
-    fs::create_symlink("d/a.txt", src("link"));
-    fs::create_symlink("/nonexistent/target", src("dangle"));
-    test::write_file(src("empty1"), "", 0444);
-    test::write_file(src("empty2"), "", 0444);
-    test::write_file(src("exec"), "#!/bin/sh\n", 0755);
-    test::write_file(src("ro"), "read only", 0444);
-    test::write_file(src("\xff\xfe"), "a name that is not UTF-8", 0644);
-    test::write_file(src("big"), std::string(3 << 20, 'b'));
-    ASSERT_EQ(::mkfifo(src("pipe").c_str(), 0640), 0);
-    ASSERT_EQ(::chmod(src("pipe").c_str(), 0640), 0);
-    for (const char* owned : {"owned", "suid"}) {
-      test::write_file(src(owned), owned, 0600);
-      ASSERT_EQ(::chown(src(owned).c_str(), 1234, 5678), 0);
-    }
-    ASSERT_EQ(::chmod(src("suid").c_str(), 04755), 0);  // after chown, which clears set-id bits
-    {
-      test::write_file(src("sparse"), "");
-      UniqueFd fd(::open(src("sparse").c_str(), O_WRONLY | O_CLOEXEC));
-      ASSERT_EQ(::ftruncate(fd.get(), 8 << 20), 0);
-      ASSERT_EQ(::pwrite(fd.get(), "data", 4, 1 << 20), 4);
-    }
-    // Distinct nanosecond mtimes everywhere; utimensat does not touch the parent's mtime.
-    std::int64_t t = k_t0;
-    for (const auto& [rel, node] : test::scan(src())) test::set_mtime(src(rel), t += 1'000'000'123);
-  }
+  void build_full_tree() { test::build_full_tree(src()); }
 };
 
 TEST_F(RestoreTest, RoundTripReproducesEveryEntry) {

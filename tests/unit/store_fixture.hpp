@@ -2,7 +2,9 @@
 // in the test's temporary directory, and a scanner that captures what a restore must reproduce.
 #pragma once
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <map>
@@ -12,6 +14,7 @@
 
 #include "test_util.hpp"
 #include "treesnap/store.hpp"
+#include "util/posix.hpp"
 
 namespace treesnap::test {
 
@@ -65,6 +68,50 @@ inline std::set<ino_t> store_inodes(const fs::path& store, const char* sub) {
 
 // The stat cache ignores files whose ctime is within 100 ms of the snapshot's start.
 inline void wait_out_racy_window() { std::this_thread::sleep_for(std::chrono::milliseconds(250)); }
+
+// Fills `root` with every entry type a restore handles without devices, with unusual metadata on
+// each (the round-trip tests of restore and of push/pull).
+inline void build_full_tree(const fs::path& root) {
+  auto src = [&](const std::string& rel = "") { return rel.empty() ? root : root / rel; };
+  constexpr std::int64_t k_t0 = 1'650'000'000'000'000'000;
+  set_xattr(src(), "user.root", "top");
+  make_dir(src("d"), 0750);
+  make_dir(src("d/e"), 0700);
+  write_file(src("d/a.txt"), "alpha\n");
+  set_xattr(src("d/a.txt"), "user.color", "blue");
+  set_xattr(src("d/a.txt"), "user.bin", std::string("\0\xff", 2));
+  write_file(src("d-x"), "sorts after d/ but before d0");
+  write_file(src("d0"), "zero");
+  make_dir(src("rodir"), 0755);
+  write_file(src("rodir/f"), "inside a read-only directory");
+  ASSERT_EQ(::chmod(src("rodir").c_str(), 0555), 0);
+  write_file(src("h1"), "shared by two names", 0640);
+  ASSERT_EQ(::link(src("h1").c_str(), src("d/h2").c_str()), 0);
+  fs::create_symlink("d/a.txt", src("link"));
+  fs::create_symlink("/nonexistent/target", src("dangle"));
+  write_file(src("empty1"), "", 0444);
+  write_file(src("empty2"), "", 0444);
+  write_file(src("exec"), "#!/bin/sh\n", 0755);
+  write_file(src("ro"), "read only", 0444);
+  write_file(src("\xff\xfe"), "a name that is not UTF-8", 0644);
+  write_file(src("big"), std::string(3 << 20, 'b'));
+  ASSERT_EQ(::mkfifo(src("pipe").c_str(), 0640), 0);
+  ASSERT_EQ(::chmod(src("pipe").c_str(), 0640), 0);
+  for (const char* owned : {"owned", "suid"}) {
+    write_file(src(owned), owned, 0600);
+    ASSERT_EQ(::chown(src(owned).c_str(), 1234, 5678), 0);
+  }
+  ASSERT_EQ(::chmod(src("suid").c_str(), 04755), 0);  // after chown, which clears set-id bits
+  {
+    write_file(src("sparse"), "");
+    UniqueFd fd(::open(src("sparse").c_str(), O_WRONLY | O_CLOEXEC));
+    ASSERT_EQ(::ftruncate(fd.get(), 8 << 20), 0);
+    ASSERT_EQ(::pwrite(fd.get(), "data", 4, 1 << 20), 4);
+  }
+  // Distinct nanosecond mtimes everywhere; utimensat does not touch the parent's mtime.
+  std::int64_t t = k_t0;
+  for (const auto& [rel, node] : scan(src())) set_mtime(src(rel), t += 1'000'000'123);
+}
 
 class StoreTest : public TempDirTest {
  protected:

@@ -1,0 +1,357 @@
+// push, pull and restore oci://… against real servers on loopback: docker-registry for the
+// round trips, skopeo as an independent reader, fake_registry.py for a registry that lies or
+// fails, an htpasswd registry for Basic auth, and tinyproxy standing in for Dragonfly's dfdaemon.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "core/manifest.hpp"
+#include "registry_fixture.hpp"
+#include "remote/registry.hpp"
+#include "store_fixture.hpp"
+#include "transfer/oci_format.hpp"
+
+namespace treesnap::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::uint64_t tree_bytes(const fs::path& root) {
+  std::uint64_t total = 0;
+  for (const auto& e : fs::recursive_directory_iterator(root))
+    if (e.is_regular_file()) total += e.file_size();
+  return total;
+}
+
+std::size_t file_count(const fs::path& root) {
+  std::size_t n = 0;
+  if (!fs::exists(root)) return 0;
+  for (const auto& e : fs::recursive_directory_iterator(root))
+    if (e.is_regular_file()) n += 1;
+  return n;
+}
+
+void expect_same_tree(const fs::path& a, const fs::path& b) {
+  const auto before = scan(a);
+  const auto after = scan(b);
+  ASSERT_EQ(after.size(), before.size());
+  for (const auto& [rel, want] : before) {
+    auto it = after.find(rel);
+    ASSERT_NE(it, after.end()) << "missing " << rel;
+    EXPECT_TRUE(it->second.same_as(want)) << '"' << rel << "\": restored " << it->second << "; source " << want;
+  }
+}
+
+// Two stores (a: pushes, b: pulls) and a source tree in the test's directory.
+class TransferTest : public TempDirTest {
+ protected:
+  void SetUp() override {
+    TempDirTest::SetUp();
+    make_dir(dir() / "src");
+    m_a.emplace(open_store("a"));
+    m_b.emplace(open_store("b"));
+  }
+
+  Store open_store(const std::string& name) {
+    auto s = Store::open(dir() / name, {});
+    if (!s) throw std::runtime_error(s.error().message());
+    write_file(dir() / name / "treesnap.toml", "[gc]\nhigh_watermark = 100\nlow_watermark = 99\n" + m_extra_config);
+    return std::move(*s);
+  }
+
+  fs::path src(const std::string& rel = "") const { return rel.empty() ? dir() / "src" : dir() / "src" / rel; }
+  std::string ref(std::uint16_t port, const std::string& repo_tag) const {
+    return "oci://127.0.0.1:" + std::to_string(port) + "/" + repo_tag;
+  }
+  static PullOptions one_job() {
+    PullOptions o;
+    o.access.jobs = 1;
+    return o;
+  }
+
+  std::string m_extra_config;
+  std::optional<Store> m_a, m_b;
+};
+
+class RealRegistryTest : public TransferTest {
+ protected:
+  void SetUp() override {
+    TransferTest::SetUp();
+    if (auto why = DockerRegistry::missing(); !why.empty()) GTEST_SKIP() << why;
+    ASSERT_TRUE(m_registry.start(dir()));
+  }
+  std::string ref(const std::string& repo_tag) const { return TransferTest::ref(m_registry.port, repo_tag); }
+  std::uint64_t registry_bytes() const { return tree_bytes(dir() / "data"); }
+  DockerRegistry m_registry;
+};
+
+TEST_F(RealRegistryTest, PushPullRestoreReproducesEveryEntry) {
+  build_full_tree(src());
+  ASSERT_TRUE(ok(m_a->snapshot(src(), {.name = "full:v1"})));
+  auto pushed = m_a->push("full:v1", ref("team/full:v1"), {});
+  ASSERT_TRUE(ok(pushed));
+  EXPECT_EQ(pushed->standalone_objects, 2u);  // "big" (3 MiB) and "sparse" (8 MiB logical)
+  EXPECT_EQ(pushed->objects_moved, pushed->objects);
+  EXPECT_EQ(pushed->packs_new, 1u);
+
+  auto pulled = m_b->pull(ref("team/full:v1"), {});
+  ASSERT_TRUE(ok(pulled));
+  EXPECT_EQ(pulled->name, "team/full:v1");
+  EXPECT_EQ(pulled->id, pushed->id) << "the snapshot's identity survives the registry";
+  EXPECT_EQ(pulled->objects_moved, pulled->objects);
+  EXPECT_EQ(pulled->reference, pushed->reference);
+
+  auto restored = m_b->restore("team/full:v1", dir() / "out", {});
+  ASSERT_TRUE(ok(restored));
+  expect_same_tree(src(), dir() / "out");
+  const auto after = scan(dir() / "out");
+  EXPECT_EQ(after.at("h1").ino, after.at("d/h2").ino) << "in-tree hardlinks must share an inode";
+  EXPECT_LT(after.at("sparse").blocks * 512, 1 << 20) << "holes must survive push and pull";
+
+  // A second pull finds everything in the store and fetches nothing but the manifests.
+  auto again = m_b->pull(ref("team/full:v1"), {});
+  ASSERT_TRUE(ok(again));
+  EXPECT_EQ(again->objects_moved, 0u);
+  EXPECT_EQ(again->objects_skipped, again->objects);
+  EXPECT_LE(again->requests, 3u);
+}
+
+TEST_F(RealRegistryTest, SkopeoReadsThePushedManifest) {
+  if (find_program("skopeo").empty()) GTEST_SKIP() << "skopeo not installed (scripts/install-deps.sh)";
+  write_file(src("a"), "alpha");
+  ASSERT_TRUE(ok(m_a->snapshot(src(), {.name = "s"})));
+  auto pushed = m_a->push("s", ref("team/s:v1"), {});
+  ASSERT_TRUE(ok(pushed));
+  ServerProcess skopeo;
+  skopeo.start({find_program("skopeo"), "inspect", "--raw", "--tls-verify=false",
+                "docker://127.0.0.1:" + std::to_string(m_registry.port) + "/team/s:v1"},
+               dir() / "skopeo.out");
+  while (skopeo.running()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  const std::string raw = skopeo.log();
+  EXPECT_EQ(remote::oci_digest(raw), pushed->oci_digest) << raw;
+  EXPECT_NE(raw.find("\"artifactType\":\"application/vnd.treesnap.snapshot.v1\""), std::string::npos) << raw;
+}
+
+TEST_F(RealRegistryTest, IncrementalPushAndPullMoveAboutTheChangedFile) {
+  for (int i = 0; i < 300; ++i) write_file(src("f" + std::to_string(i)), random_bytes(4096, 100 + i));
+  write_file(src("large1"), random_bytes(2 << 20, 1));
+  write_file(src("large2"), random_bytes(3 << 20, 2));
+  ASSERT_TRUE(ok(m_a->snapshot(src(), {.name = "env:v1"})));
+  auto first = m_a->push("env:v1", ref("team/env:latest"), {});
+  ASSERT_TRUE(ok(first));
+  ASSERT_TRUE(ok(m_b->pull(ref("team/env:latest"), {})));
+  const std::uint64_t before = registry_bytes();
+
+  write_file(src("f7"), random_bytes(10'000, 7777));
+  ASSERT_TRUE(ok(m_a->snapshot(src(), {.name = "env:v2"})));
+  auto second = m_a->push("env:v2", ref("team/env:latest"), {});
+  ASSERT_TRUE(ok(second));
+  EXPECT_EQ(second->objects_moved, 1u);
+  EXPECT_EQ(second->bytes_moved, 10'000u);
+  EXPECT_EQ(second->packs_new, 1u);
+  EXPECT_EQ(second->packs_reused, 1u);
+  EXPECT_EQ(second->blobs_skipped, 2u) << "the large files are already there";
+  const std::uint64_t growth = registry_bytes() - before;
+  // The new pack (10 kB), its index, the snapshot manifest (~9 kB here) and the OCI manifest.
+  EXPECT_LT(growth, 10'000u + 24'000u) << "registry grew by " << growth;
+  EXPECT_LT(second->http_bytes_sent, 10'000u + 24'000u);
+
+  PullOptions replace;
+  replace.replace = true;
+  auto pulled = m_b->pull(ref("team/env:latest"), replace);
+  ASSERT_TRUE(ok(pulled));
+  EXPECT_EQ(pulled->objects_moved, 1u);
+  EXPECT_LT(pulled->http_bytes_received, 10'000u + 24'000u);
+  ASSERT_TRUE(ok(m_b->restore("team/env:latest", dir() / "out", {})));
+  expect_same_tree(src(), dir() / "out");
+
+  // Without --force, a local name that points elsewhere is not moved.
+  EXPECT_TRUE(fails_with(m_b->pull(first->reference, {.access = {}, .name = "team/env:latest", .replace = false, .progress = {}}),
+                         ErrorCode::exists));
+}
+
+// Pushes an OCI manifest whose snapshot manifest holds `entries` as they are.
+std::string push_raw_snapshot(std::uint16_t port, const std::string& repo, const Manifest& manifest) {
+  remote::Reference r;
+  r.host = "127.0.0.1";
+  r.port = port;
+  r.repository = repo;
+  auto client = remote::RegistryClient::open(r, {});
+  if (!client) throw std::runtime_error(client.error().message());
+  std::string config = encode_manifest(manifest);
+  transfer::OciSnapshot oci;
+  oci.config = {std::string(transfer::k_config_type), remote::oci_digest(config), config.size()};
+  if (!client->put_blob(oci.config.digest, config.size(), remote::read_memory(config))) throw std::runtime_error("put");
+  oci.name = "hostile";
+  auto digest = client->put_manifest("v1", transfer::k_oci_manifest_type, transfer::encode_oci_manifest(oci));
+  if (!digest) throw std::runtime_error(digest.error().message());
+  return "oci://127.0.0.1:" + std::to_string(port) + "/" + repo + ":v1";
+}
+
+TEST_F(RealRegistryTest, HostilePathsAreRefusedBeforeAnythingIsWritten) {
+  for (const std::string bad : {"../escape", "/etc/evil", "a/../../b"}) {
+    Manifest m;
+    Entry root;
+    root.type = EntryType::directory;
+    root.mode = 0755;
+    m.entries.push_back(root);
+    Entry evil;
+    evil.path = bad;
+    evil.type = EntryType::file;
+    evil.mode = 0644;
+    m.entries.push_back(evil);
+    const std::string reference = push_raw_snapshot(m_registry.port, "team/hostile", m);
+    EXPECT_TRUE(fails_with(m_b->pull(reference, {}), ErrorCode::invalid)) << bad;
+    auto listed = m_b->list();
+    ASSERT_TRUE(ok(listed));
+    EXPECT_TRUE(listed->empty());
+    EXPECT_EQ(file_count(dir() / "b" / "objects"), 0u) << "nothing may be published for " << bad;
+    EXPECT_FALSE(fs::exists(dir() / "escape"));
+  }
+}
+
+TEST_F(RealRegistryTest, ReferencesWithoutTagsAndXxh3StoresAreRefusedClearly) {
+  write_file(src("a"), "alpha");
+  ASSERT_TRUE(ok(m_a->snapshot(src(), {.name = "s"})));
+  EXPECT_TRUE(fails_with(m_a->push("s", ref("team/s"), {}), ErrorCode::invalid));
+  auto x = Store::open(dir() / "x", {.create = true, .digest = DigestAlgorithm::xxh3_128, .sync = SyncPolicy::batch, .threads = 0});
+  ASSERT_TRUE(ok(x));
+  ASSERT_TRUE(ok(x->snapshot(src(), {.name = "s"})));
+  EXPECT_TRUE(fails_with(x->push("s", ref("team/s:v1"), {}), ErrorCode::unsupported));
+}
+
+// ---------------------------------------------------------------------------------------------
+// A registry that lies or fails (tests/tools/fake_registry.py)
+
+class FaultyRegistryTest : public TransferTest {
+ protected:
+  void SetUp() override {
+    TransferTest::SetUp();
+    if (auto why = FakeRegistry::missing(); !why.empty()) GTEST_SKIP() << why;
+    ASSERT_TRUE(m_registry.start(dir()));
+  }
+  std::string ref(const std::string& repo_tag) const { return TransferTest::ref(m_registry.port, repo_tag); }
+  FakeRegistry m_registry;
+};
+
+TEST_F(FaultyRegistryTest, BytesThatDoNotMatchAreCorruptAndNothingIsPublished) {
+  const std::string data = random_bytes(2 << 20, 9);
+  write_file(src("one"), data);
+  ASSERT_TRUE(ok(m_a->snapshot(src(), {.name = "s"})));
+  ASSERT_TRUE(ok(m_a->push("s", ref("r/s:v1"), {})));
+  // The config (snapshot manifest) comes through, then the large object comes back altered.
+  m_registry.set_faults(R"({"blob_get": ["ok", "wrong", "wrong", "wrong", "wrong"]})");
+  EXPECT_TRUE(fails_with(m_b->pull(ref("r/s:v1"), one_job()), ErrorCode::corrupt));
+  EXPECT_EQ(file_count(dir() / "b" / "objects"), 0u);
+  EXPECT_EQ(file_count(dir() / "b" / "tmp"), 0u);
+  ASSERT_TRUE(m_b->list().has_value());
+  EXPECT_TRUE(m_b->list()->empty());
+
+  // A declared size far above the object's is refused before its body is read.
+  m_registry.set_faults(R"({"blob_get": ["ok", "huge", "huge", "huge", "huge"]})");
+  EXPECT_TRUE(fails_with(m_b->pull(ref("r/s:v1"), one_job()), ErrorCode::corrupt));
+  EXPECT_EQ(file_count(dir() / "b" / "objects"), 0u);
+
+  m_registry.set_faults(R"({"blob_get": []})");
+  ASSERT_TRUE(ok(m_b->pull(ref("r/s:v1"), one_job())));
+  ASSERT_TRUE(ok(m_b->restore("r/s:v1", dir() / "out", {})));
+  EXPECT_TRUE(read_file(dir() / "out" / "one") == data);
+}
+
+TEST_F(FaultyRegistryTest, AnInterruptedPullResumesFromWhatWasVerified) {
+  for (int i = 0; i < 4; ++i) write_file(src("large" + std::to_string(i)), random_bytes(3 << 19, 50 + i));
+  ASSERT_TRUE(ok(m_a->snapshot(src(), {.name = "s"})));
+  ASSERT_TRUE(ok(m_a->push("s", ref("r/s:v1"), {})));
+  // Config, two objects, then a registry that keeps failing the third until the retries run out.
+  m_registry.set_faults(R"({"blob_get": ["ok", "ok", "ok", "503", "503", "503", "503", "503"]})");
+  auto failed = m_b->pull(ref("r/s:v1"), one_job());
+  ASSERT_TRUE(fails_with(failed, ErrorCode::io));
+  EXPECT_TRUE(m_b->list()->empty()) << "no snapshot until every object is in";
+
+  m_registry.set_faults(R"({"blob_get": []})");
+  auto resumed = m_b->pull(ref("r/s:v1"), one_job());
+  ASSERT_TRUE(ok(resumed));
+  EXPECT_EQ(resumed->objects_resumed, 2u);
+  EXPECT_EQ(resumed->objects_moved, 2u);
+  EXPECT_LT(resumed->http_bytes_received, 4u * (3 << 19) * 3 / 4) << "the verified half is not fetched again";
+  ASSERT_TRUE(ok(m_b->restore("r/s:v1", dir() / "out", {})));
+  expect_same_tree(src(), dir() / "out");
+}
+
+TEST_F(FaultyRegistryTest, ResetsMidPackAreResumedByRangeAndStillVerified) {
+  for (int i = 0; i < 50; ++i) write_file(src("f" + std::to_string(i)), random_bytes(20'000, 200 + i));
+  ASSERT_TRUE(ok(m_a->snapshot(src(), {.name = "s"})));
+  ASSERT_TRUE(ok(m_a->push("s", ref("r/s:v1"), {})));
+  // Config, pack index, then the pack's range is reset half-way once.
+  m_registry.set_faults(R"({"blob_get": ["ok", "ok", "reset"]})");
+  auto pulled = m_b->pull(ref("r/s:v1"), one_job());
+  ASSERT_TRUE(ok(pulled));
+  EXPECT_GE(pulled->retries, 1u);
+  EXPECT_EQ(pulled->objects_moved, 50u);
+  ASSERT_TRUE(ok(m_b->restore("r/s:v1", dir() / "out", {})));
+  expect_same_tree(src(), dir() / "out");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Basic auth and the Dragonfly path
+
+TEST_F(TransferTest, BasicAuthRegistryWithCredentialsFromTheEnvironment) {
+  if (auto why = DockerRegistry::missing(); !why.empty()) GTEST_SKIP() << why;
+  if (find_program("htpasswd").empty()) GTEST_SKIP() << "htpasswd not installed (apache2-utils)";
+  ServerProcess htpasswd;
+  htpasswd.start({find_program("htpasswd"), "-Bbn", "user", "pass"}, dir() / "htpasswd.out");
+  while (htpasswd.running()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::string line = htpasswd.log();
+  write_file(dir() / "htpasswd", line.substr(0, line.find('\n')) + "\n");
+  DockerRegistry registry;
+  ASSERT_TRUE(registry.start(dir(), (dir() / "htpasswd").string()));
+  ScopedEnv env;
+  env.set("DOCKER_CONFIG", (dir() / "nodocker").string());
+  env.set("TREESNAP_REGISTRY_USER", std::nullopt);
+  env.set("TREESNAP_REGISTRY_PASSWORD", std::nullopt);
+
+  write_file(src("a"), "alpha");
+  ASSERT_TRUE(ok(m_a->snapshot(src(), {.name = "s"})));
+  EXPECT_TRUE(fails_with(m_a->push("s", ref(registry.port, "private/s:v1"), {}), ErrorCode::permission));
+  env.set("TREESNAP_REGISTRY_USER", "user");
+  env.set("TREESNAP_REGISTRY_PASSWORD", "pass");
+  ASSERT_TRUE(ok(m_a->push("s", ref(registry.port, "private/s:v1"), {})));
+  ASSERT_TRUE(ok(m_b->pull(ref(registry.port, "private/s:v1"), {})));
+  ASSERT_TRUE(ok(m_b->restore("private/s:v1", dir() / "out", {})));
+  expect_same_tree(src(), dir() / "out");
+}
+
+TEST_F(TransferTest, DownloadsGoThroughTheProxyNamedInTheStoreConfig) {
+  if (auto why = DockerRegistry::missing(); !why.empty()) GTEST_SKIP() << why;
+  if (auto why = Tinyproxy::missing(); !why.empty()) GTEST_SKIP() << why;
+  DockerRegistry registry;
+  ASSERT_TRUE(registry.start(dir()));
+  Tinyproxy proxy;
+  ASSERT_TRUE(proxy.start(dir()));
+  const std::string host = "127.0.0.1:" + std::to_string(registry.port);
+  write_file(dir() / "b" / "treesnap.toml",
+             "[gc]\nhigh_watermark = 100\nlow_watermark = 99\n[registry.\"" + host + "\"]\nproxy = \"" + proxy.url() +
+                 "\"\nheaders = [\"X-Dragonfly-Use-P2P: true\", \"X-Dragonfly-Application: treesnap\"]\n");
+
+  for (int i = 0; i < 20; ++i) write_file(src("f" + std::to_string(i)), random_bytes(5000, 300 + i));
+  write_file(src("large"), random_bytes(2 << 20, 3));
+  ASSERT_TRUE(ok(m_a->snapshot(src(), {.name = "s"})));
+  ASSERT_TRUE(ok(m_a->push("s", ref(registry.port, "team/p:v1"), {})));
+  ASSERT_TRUE(ok(m_b->pull(ref(registry.port, "team/p:v1"), {})));
+  ASSERT_TRUE(ok(m_b->restore("team/p:v1", dir() / "out", {})));
+  expect_same_tree(src(), dir() / "out");
+
+  const std::string log = proxy.log();
+  const std::string blobs = "GET http://" + host + "/v2/team/p/blobs/sha256:";
+  std::size_t gets = 0;
+  for (std::size_t at = log.find(blobs); at != std::string::npos; at = log.find(blobs, at + 1)) gets += 1;
+  // The config, the pack index, the pack (one range) and the large object.
+  EXPECT_EQ(gets, 4u) << "tinyproxy log:\n" << log;
+  EXPECT_EQ(log.find("/manifests/"), std::string::npos) << "manifests go direct";
+
+  write_file(dir() / "b" / "treesnap.toml", "[registry.\"" + host + "\"]\nproxi = \"x\"\n");
+  EXPECT_TRUE(fails_with(m_b->pull(ref(registry.port, "team/p:v1"), {}), ErrorCode::invalid)) << "a typo is an error";
+}
+
+}  // namespace
+}  // namespace treesnap::test
