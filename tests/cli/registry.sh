@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# push, pull and restore oci://… through the binary against Debian's docker-registry on loopback:
+# --json summaries, trees compared with diff -r and bsdtar mtree listings, an incremental push
+# that sends one file, and a hostile reference refused with the documented error line.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+command -v docker-registry >/dev/null || skip "docker-registry is not installed (scripts/install-deps.sh)"
+command -v jq >/dev/null || skip "jq is not installed"
+command -v bsdtar >/dev/null || skip "bsdtar is not installed (libarchive-tools)"
+
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cat >"$WORK/registry.yml" <<YAML
+version: 0.1
+log:
+  level: error
+storage:
+  filesystem:
+    rootdirectory: $WORK/registry
+http:
+  addr: 127.0.0.1:$PORT
+YAML
+docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 &
+REGISTRY_PID=$!
+at_exit "kill $REGISTRY_PID 2>/dev/null || true; wait $REGISTRY_PID 2>/dev/null || true"
+for _ in $(seq 100); do
+  curl -fs "http://127.0.0.1:$PORT/v2/" >/dev/null && break
+  sleep 0.1
+done
+curl -fs "http://127.0.0.1:$PORT/v2/" >/dev/null || fail "docker-registry did not start: $(cat "$WORK/registry.log")"
+REF=oci://127.0.0.1:$PORT/team/envs
+
+# Bytes of the registry's files (directories left out: each new blob adds a few of 4 KiB).
+registry_bytes() {
+  find "$WORK/registry" -type f -printf '%s\n' | awk '{ n += $1 } END { print n + 0 }'
+}
+
+step "a tree with small and large files, a symlink, a hardlink and a sparse file"
+SRC=$WORK/src
+mkdir -p "$SRC/lib/pkg"
+for i in $(seq 1 120); do head -c $((i * 37)) /dev/urandom >"$SRC/lib/pkg/m$i.py"; done
+random_file "$SRC/big.bin" 3M
+ln -s lib/pkg "$SRC/link"
+ln "$SRC/lib/pkg/m1.py" "$SRC/hard"
+truncate -s 16M "$SRC/sparse"
+echo tail >>"$SRC/sparse"
+chmod 0444 "$SRC/lib/pkg/m2.py"
+
+step "push --json"
+ts -q snapshot "$SRC" --name env:v1
+expect_status 0 ts --json push env:v1 "$REF:v1"
+jq_assert "$OUT" '.objects == .objects_moved and .objects > 100 and .packs_new >= 1 and .standalone_objects == 2' "push summary"
+jq_assert "$OUT" '.reference | startswith("oci://127.0.0.1:")' "pinned reference"
+
+step "pull into an empty store, restore, compare"
+STORE2=$WORK/store2
+expect_status 0 "$TREESNAP_BIN" --store "$STORE2" --json pull "$REF:v1"
+jq_assert "$OUT" '.objects_moved == .objects and .name == "team/envs:v1"' "pull summary"
+expect_status 0 "$TREESNAP_BIN" --store "$STORE2" restore team/envs:v1 "$WORK/out1"
+diff -r "$SRC" "$WORK/out1" || fail "restored tree differs"
+mtree_of "$SRC" >"$WORK/src.mtree"
+mtree_of "$WORK/out1" >"$WORK/out1.mtree"
+assert_same_listing "$WORK/src.mtree" "$WORK/out1.mtree" "mtree listings"
+
+step "restore oci://… into a third, empty store in one step"
+STORE3=$WORK/store3
+expect_status 0 "$TREESNAP_BIN" --store "$STORE3" --json restore "$REF:v1" "$WORK/out2"
+jq_assert "$OUT" '.pull.objects_moved == .pull.objects and .restore.entries > 100' "restore oci:// summary"
+mtree_of "$WORK/out2" >"$WORK/out2.mtree"
+assert_same_listing "$WORK/src.mtree" "$WORK/out2.mtree" "mtree listings"
+
+step "incremental push of one changed file sends about that file"
+before=$(registry_bytes)
+head -c 5000 /dev/urandom >"$SRC/lib/pkg/m50.py"
+ts -q snapshot "$SRC" --name env:v2
+expect_status 0 ts --json push env:v2 "$REF:v1"
+jq_assert "$OUT" '.objects_moved == 1 and .bytes_moved == 5000 and .packs_reused >= 1 and .packs_new == 1' "incremental push"
+after=$(registry_bytes)
+((after - before < 5000 + 20000)) || fail "registry grew by $((after - before)) bytes for one 5000-byte file"
+
+step "restore oci://… again: the local name follows the tag, one object fetched"
+expect_status 0 "$TREESNAP_BIN" --store "$STORE3" --json restore "$REF:v1" "$WORK/out3"
+jq_assert "$OUT" '.pull.objects_moved == 1' "incremental pull"
+diff -r "$SRC" "$WORK/out3" || fail "restored tree differs after the incremental pull"
+
+step "errors: no tag to push to, a missing tag, plain --help"
+expect_status 1 ts push env:v1 "$REF"
+assert_error_line
+expect_status 1 "$TREESNAP_BIN" --store "$STORE2" pull "$REF:nope"
+assert_error_line
+grep -q not_found "$ERR" || fail "a missing tag should be not_found: $(cat "$ERR")"
+expect_status 0 "$TREESNAP_BIN" push --help
+grep -q "oci://" "$OUT" || fail "push --help names the reference form"
+echo "ok"
