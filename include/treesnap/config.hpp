@@ -17,6 +17,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "treesnap/options.hpp"
@@ -29,6 +30,10 @@ const char* to_string(SettingSource source) noexcept;
 
 template <typename T>
 struct Setting {
+  Setting() = default;
+  Setting(T default_value) : value(default_value) {}  // NOLINT(google-explicit-constructor): a default
+  Setting(T v, SettingSource s, std::string o) : value(v), source(s), origin(std::move(o)) {}
+
   T value{};
   SettingSource source = SettingSource::default_value;
   std::string origin;  // the variable, or the file and key, the value came from; empty for defaults
