@@ -86,6 +86,8 @@ void PrefixScanner::finish() {
   m_pending.clear();
 }
 
+bool relocation_exempt(std::string_view path) noexcept { return path.ends_with(".pyc"); }
+
 std::vector<std::uint64_t> unrelocatable(const std::vector<Relocation>& relocations, std::string_view old_root,
                                          std::string_view new_root) {
   std::vector<std::uint64_t> refused;

@@ -54,6 +54,12 @@ class PrefixScanner {
   bool m_binary = false;
 };
 
+// Files whose embedded paths are not recorded: Python bytecode caches (`*.pyc`). CPython's importer
+// replaces a loaded code object's co_filename with the real source path (_imp._fix_co_filename),
+// so a moved .pyc needs no rewrite, and its strings are length-prefixed marshal data that a
+// NUL-padded rewrite would corrupt ("bad marshal data" on import, seen with a moved venv).
+bool relocation_exempt(std::string_view path) noexcept;
+
 // The files that cannot be relocated from `old_root` to `new_root`: binary ones when the new path
 // is longer. Empty when every rewrite is possible.
 std::vector<std::uint64_t> unrelocatable(const std::vector<Relocation>& relocations,

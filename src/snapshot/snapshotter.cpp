@@ -168,7 +168,7 @@ Result<SnapshotSummary> take_snapshot(const ObjectStore& objects, Database& db, 
     // --relocatable: the scanner sees the bytes as ingest reads them for hashing (one read).
     std::optional<PrefixScanner> scanner;
     ObjectStore::ReadObserver observe;
-    if (options.relocatable) {
+    if (options.relocatable && !relocation_exempt(e.path)) {
       scanner.emplace(relocation_root);
       observe = [&](std::uint64_t offset, std::string_view bytes) { scanner->feed(offset, bytes); };
     }

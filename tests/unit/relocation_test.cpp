@@ -179,6 +179,7 @@ TEST_F(RelocateRestoreTest, RewritesTextAndBinaryAndNeverLinksThem) {
   test::write_file(src("script"), "#!" + old_root + "/bin/python\n", 0555);
   test::write_file(src("blob"), std::string("\0", 1) + old_root + std::string("/lib\0rest", 9), 0444);
   test::write_file(src("plain"), "no path here\n", 0444);
+  test::write_file(src("mod.pyc"), std::string("\0", 1) + old_root + "/mod.py", 0644);  // exempt: left as is
   ASSERT_TRUE(ok(store().snapshot(src(), {.name = "env", .relocatable = true})));
 
   const fs::path same_length = dir() / "SRC";  // as long as dir()/src
@@ -191,6 +192,7 @@ TEST_F(RelocateRestoreTest, RewritesTextAndBinaryAndNeverLinksThem) {
   EXPECT_EQ(test::read_file(same_length / "blob"), std::string("\0", 1) + same_length.string() + std::string("/lib\0rest", 9));
   EXPECT_EQ(test::lstat_path(same_length / "script").st_nlink, 1u);  // a private copy, never a link
   EXPECT_EQ(test::lstat_path(same_length / "blob").st_mode & 07777, 0444u);
+  EXPECT_EQ(test::read_file(same_length / "mod.pyc"), test::read_file(src("mod.pyc")));
 
   // Longer: refused before anything is written, naming the binary file.
   const fs::path longer = dir() / "a-much-longer-name";
