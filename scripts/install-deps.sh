@@ -11,7 +11,7 @@ packages=(
   libgtest-dev libgmock-dev
   libcurl4-openssl-dev
   # tests: independent tools that check what treesnap wrote, and file systems to test on
-  libarchive-tools attr acl jq python3 e2fsprogs xfsprogs btrfs-progs util-linux bsdutils
+  libarchive-tools attr acl jq python3 python3-venv e2fsprogs xfsprogs btrfs-progs util-linux bsdutils
   # tests of the OCI registry transport: a real registry, a real client, a forward proxy, htpasswd
   docker-registry skopeo tinyproxy apache2-utils curl
   # benchmark peers

@@ -41,6 +41,9 @@ struct SnapshotOptions {
   std::string name;             // "name" or "name:tag" (tag defaults to "latest")
   bool replace = false;         // point an existing name at the new snapshot
   bool cross_devices = false;   // descend into other mounted file systems
+  // Record every file and offset where the source's absolute path occurs, so that a restore with
+  // RestoreOptions::relocate can rewrite it. Reads every file (the stat cache is not used).
+  bool relocatable = false;
 };
 
 // How far a restore has come: regular files whose content is in place, and their bytes.
@@ -59,6 +62,11 @@ struct RestoreOptions {
   bool hardlink_writable = false;
   // Fail instead of copying a file's bytes, for callers that need every file shared.
   bool no_copy_fallback = false;
+  // Rewrite the source path recorded by a relocatable snapshot to the target's absolute path in
+  // every file that holds it; those files are always private copies. Fails with `invalid`
+  // before anything is written when the snapshot is not relocatable, or when the new path is
+  // longer and binary files hold the old one (the message lists them).
+  bool relocate = false;
   // Called about ten times a second while files are restored, and once at the end, from
   // whichever thread finished a file (one call at a time): keep it short.
   std::function<void(const RestoreProgress&)> progress;

@@ -36,6 +36,8 @@ struct SnapshotSummary {
   std::uint64_t new_objects = 0;   // objects this snapshot added to the store
   std::uint64_t new_bytes = 0;     // logical bytes of those objects
   std::uint64_t hashed_files = 0;  // files read and hashed (the rest came from the stat cache)
+  std::string relocation_root;      // snapshot --relocatable (snapshot only): the path recorded…
+  std::uint64_t relocated_files = 0;  // …and how many files hold it
   std::int64_t created_ns = 0;
   std::int64_t last_used_ns = 0;
   double seconds = 0;  // duration of the call that produced it (snapshot only)
@@ -55,6 +57,20 @@ struct Fallback {
   std::string policy;  // with sys_errno 0: which rule declined the rung
 };
 
+// What a (store, target) pair of file systems can do, as found by trying the operations on
+// throwaway files; recorded in the store and reused by every restore into that pair.
+struct ProbeReport {
+  std::string store_fs, target_fs;      // statfs type: "ext4", "xfs", "btrfs", "tmpfs", "overlay", "nfs", … or "0x<magic>"
+  std::string store_fsid, target_fsid;  // statfs f_fsid in hex (stable across reboots, unlike st_dev)
+  int link_errno = 0;        // 0: a store file can be hardlinked into the target, else why not
+  int reflink_errno = 0;     // 0: FICLONE works from the store into the target
+  int copy_range_errno = 0;  // 0: copy_file_range works between them
+  std::int64_t probed_ns = 0;
+  bool fresh = false;     // probed by this call rather than read from the store's record
+  bool reprobed = false;  // restore only: an operation failed in a way the record did not predict,
+                          // so the pair was probed again and the record replaced
+};
+
 struct RestoreSummary {
   std::string name;
   std::string id;
@@ -68,6 +84,9 @@ struct RestoreSummary {
   std::uint64_t bytes_shared = 0;     // data bytes shared with the store (link or reflink)
   std::vector<Fallback> fallbacks;    // the first kMaxReportedFallbacks
   std::uint64_t fallback_count = 0;   // all of them
+  ProbeReport probe;                  // the pair's capabilities this restore used
+  StrategyCount relocated;            // --relocate: files rewritten (also counted as copied; bytes as rewritten)
+  std::string relocated_from, relocated_to;  // --relocate: the recorded source path and the new one
   double seconds = 0;
   static constexpr std::size_t kMaxReportedFallbacks = 20;
 };
@@ -168,6 +187,11 @@ class Store {
   // (nothing written), `exists` for a non-empty target, `corrupt` for a damaged object.
   Result<RestoreSummary> restore(const std::string& name, const std::filesystem::path& target,
                                  const RestoreOptions& options) const;
+
+  // Probes the file system pair (this store, `dir`'s file system) with throwaway files in `dir`
+  // and the store's tmp/, records the result as a restore would, and returns it. `dir` must be
+  // a writable directory.
+  Result<ProbeReport> probe(const std::filesystem::path& dir) const;
 
   // Every snapshot, sorted by name.
   Result<std::vector<SnapshotSummary>> list() const;

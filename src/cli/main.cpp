@@ -117,6 +117,9 @@ int main(int argc, char** argv) {
   snapshot->add_flag("--force", snap_options.replace, "replace an existing snapshot of the same name");
   snapshot->add_flag("--cross-devices", snap_options.cross_devices,
                      "descend into other mounted file systems (default: record mount points as empty dirs)");
+  snapshot->add_flag("--relocatable", snap_options.relocatable,
+                     "record every file and offset where SRC's absolute path occurs (text and binary),\n"
+                     "so that `restore --relocate` can rewrite it; reads every file (no stat cache)");
 
   std::string target, strategy;
   auto* restore = app.add_subcommand(
@@ -141,6 +144,17 @@ int main(int argc, char** argv) {
       "through any name then changes that file in the store and in every tree linked to it");
   auto* no_copy_flag = restore->add_flag("--no-copy-fallback,!--copy-fallback", no_copy_fallback,
                                          "fail instead of copying a file that cannot be hardlinked or reflinked");
+  bool relocate = false;
+  restore->add_flag("--relocate", relocate,
+                    "rewrite the source path a --relocatable snapshot recorded to DEST's absolute path\n"
+                    "(text: any length; binary: only a path at most as long, NUL-padded). Those files\n"
+                    "are private copies; a refusal lists the files and writes nothing");
+
+  std::string probe_dir = ".";
+  auto* probe = app.add_subcommand(
+      "probe", "try hardlink, reflink (FICLONE) and copy_file_range between the store and DIR's file\n"
+               "system with throwaway files, record the result in the store (restores use it) and print it");
+  probe->add_option("DIR", probe_dir, "a writable directory on the target file system (default: .)");
 
   // Registry access shared by push, pull and restore oci://…
   RegistryAccess access;
@@ -269,6 +283,14 @@ int main(int argc, char** argv) {
   auto store = open_store(g, snapshot->parsed() || restore->parsed() || pull->parsed());
   if (!store) return report(store.error());
 
+  if (probe->parsed()) {
+    auto result = store->probe(probe_dir);
+    if (!result) return report(result.error());
+    if (g.json) print_json(cli::to_json(*result));
+    else if (!g.quiet) fmt::print("{}", cli::to_text(*result));
+    return k_exit_ok;
+  }
+
   if (snapshot->parsed()) {
     if (name.empty()) {
       auto base = std::filesystem::absolute(source).lexically_normal();
@@ -327,6 +349,7 @@ int main(int argc, char** argv) {
   }
   if (restore->parsed()) {
     RestoreOptions options = settings->restore_options();
+    options.relocate = relocate;
     // Progress only where a person watches: a terminal, and no output meant for a program.
     const bool show_progress = !g.json && !g.quiet && ::isatty(STDERR_FILENO) != 0;
     if (show_progress) {

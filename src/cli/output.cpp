@@ -28,6 +28,13 @@ std::string fallback_reason(const Fallback& f) {
   return f.sys_errno != 0 ? std::strerror(f.sys_errno) : f.policy;
 }
 
+// "ok", or the errno's name and text: "EOPNOTSUPP (Operation not supported)".
+std::string capability(int err) {
+  if (err == 0) return "ok";
+  const char* name = strerrorname_np(err);
+  return fmt::format("{} ({})", name ? name : std::to_string(err), std::strerror(err));
+}
+
 }  // namespace
 
 std::string human_bytes(std::uint64_t bytes) {
@@ -119,6 +126,8 @@ nlohmann::json to_json(const SnapshotSummary& s) {
           {"files", s.files},        {"bytes", s.bytes},
           {"new_objects", s.new_objects}, {"new_bytes", s.new_bytes},
           {"hashed_files", s.hashed_files}, {"seconds", s.seconds},
+          {"relocation_root", s.relocation_root.empty() ? nlohmann::json(nullptr) : nlohmann::json(s.relocation_root)},
+          {"relocated_files", s.relocated_files},
           {"created", rfc3339(s.created_ns)}, {"last_used", rfc3339(s.last_used_ns)}};
 }
 
@@ -138,7 +147,30 @@ nlohmann::json to_json(const RestoreSummary& r) {
           {"bytes_shared", r.bytes_shared},
           {"fallbacks", fallbacks},
           {"fallback_count", r.fallback_count},
+          {"probe", to_json(r.probe)},
+          {"relocation", r.relocated_to.empty() ? nlohmann::json(nullptr)
+                                                : nlohmann::json{{"from", r.relocated_from}, {"to", r.relocated_to},
+                                                                 {"files", r.relocated.files}, {"bytes", r.relocated.bytes}}},
           {"seconds", r.seconds}};
+}
+
+nlohmann::json to_json(const ProbeReport& p) {
+  auto op = [](int err) {
+    return nlohmann::json{{"ok", err == 0}, {"errno", err}, {"error", err ? capability(err) : ""}};
+  };
+  return {{"store_fs", p.store_fs},        {"target_fs", p.target_fs},
+          {"store_fsid", p.store_fsid},    {"target_fsid", p.target_fsid},
+          {"hardlink", op(p.link_errno)},  {"reflink", op(p.reflink_errno)},
+          {"copy_file_range", op(p.copy_range_errno)},
+          {"probed", rfc3339(p.probed_ns)}, {"fresh", p.fresh}, {"reprobed", p.reprobed}};
+}
+
+std::string to_text(const ProbeReport& p, std::string_view indent) {
+  return fmt::format("{}file systems: store {} ({}) -> target {} ({}); probed {}{}\n"
+                     "{}  hardlink {}, reflink {}, copy_file_range {}\n",
+                     indent, p.store_fs, p.store_fsid, p.target_fs, p.target_fsid, rfc3339(p.probed_ns),
+                     p.reprobed ? " (again: an operation failed that the record said works)" : p.fresh ? " (now)" : "",
+                     indent, capability(p.link_errno), capability(p.reflink_errno), capability(p.copy_range_errno));
 }
 
 nlohmann::json to_json(const VerifySummary& v) {
@@ -162,10 +194,13 @@ nlohmann::json to_json(const Entry& e, DigestAlgorithm algorithm) {
 }
 
 std::string to_text(const SnapshotSummary& s) {
-  return fmt::format(
+  std::string out = fmt::format(
       "snapshot {}  id {}\n  {} entries, {} files, {}; new: {} objects, {}; hashed {} files; {:.2f} s\n",
       s.name, s.id.substr(0, 12), s.entries, s.files, human_bytes(s.bytes), s.new_objects,
       human_bytes(s.new_bytes), s.hashed_files, s.seconds);
+  if (!s.relocation_root.empty())
+    out += fmt::format("  relocatable: {} files hold {}\n", s.relocated_files, s.relocation_root);
+  return out;
 }
 
 std::string to_text(const RestoreSummary& r) {
@@ -178,7 +213,11 @@ std::string to_text(const RestoreSummary& r) {
   line("reflink", r.reflinked);
   line("copy", r.copied);
   if (r.empty_files) out += fmt::format("  {:<9} {} files\n", "empty", r.empty_files);
+  if (!r.relocated_to.empty())
+    out += fmt::format("  relocated {} files ({}): {} -> {}\n", r.relocated.files, human_bytes(r.relocated.bytes),
+                       r.relocated_from, r.relocated_to);
   out += fmt::format("  written {}, shared with the store {}\n", human_bytes(r.bytes_written), human_bytes(r.bytes_shared));
+  out += to_text(r.probe, "  ");
   if (r.fallback_count) {
     out += fmt::format("  fallbacks: {}\n", r.fallback_count);
     for (const auto& f : r.fallbacks)

@@ -24,6 +24,9 @@ nlohmann::json to_json(const VerifySummary& v);
 nlohmann::json to_json(const Entry& e, DigestAlgorithm algorithm);
 nlohmann::json to_json(const GcReport& r);
 nlohmann::json to_json(const UsageReport& u);
+nlohmann::json to_json(const ProbeReport& p);
+// Two lines, each after `indent`.
+std::string to_text(const ProbeReport& p, std::string_view indent = "");
 
 nlohmann::json to_json(const TransferSummary& t);
 

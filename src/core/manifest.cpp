@@ -209,6 +209,61 @@ Result<Entry> decode_entry(Reader& r, std::size_t digest_bytes) {
   return e;
 }
 
+void encode_relocations(Writer& w, const Manifest& m) {
+  w.string(m.relocation_root);
+  w.varint(m.relocations.size());
+  std::uint64_t previous_index = 0;  // entry indexes and offsets delta-encoded
+  for (const auto& r : m.relocations) {
+    w.varint(r.entry_index - previous_index);
+    previous_index = r.entry_index;
+    w.byte(static_cast<std::uint8_t>(r.kind));
+    w.varint(r.offsets.size());
+    std::uint64_t previous_end = 0;
+    for (auto o : r.offsets) {
+      w.varint(o - previous_end);
+      previous_end = o + m.relocation_root.size();
+    }
+  }
+}
+
+// Bounds-checked like the entries: every record names a non-empty file entry, in ascending order,
+// and its occurrences lie inside the file without overlapping.
+Result<void> decode_relocations(Reader& r, Manifest& m) {
+  auto bad = [](std::string what) {
+    return std::unexpected(make_error(ErrorCode::corrupt, "manifest relocations: " + what));
+  };
+  m.relocation_root = r.string();
+  const std::uint64_t count = r.varint();
+  if (r.failed()) return bad("truncated");
+  if (count > 0 && m.relocation_root.empty()) return bad("records without a root path");
+  const std::uint64_t p = m.relocation_root.size();
+  std::uint64_t index = 0;
+  for (std::uint64_t i = 0; i < count && !r.failed(); ++i) {
+    const std::uint64_t delta = r.varint();
+    if ((i > 0 && delta == 0) || delta >= m.entries.size() - index) return bad("entry index out of order or range");
+    index += delta;
+    const Entry& e = m.entries[index];
+    if (e.type != EntryType::file || e.size == 0) return bad("record for an entry that is not a file");
+    Relocation rel;
+    rel.entry_index = index;
+    const std::uint8_t kind = r.byte();
+    if (kind > static_cast<std::uint8_t>(RelocationKind::binary)) return bad("unknown kind");
+    rel.kind = static_cast<RelocationKind>(kind);
+    const std::uint64_t offsets = r.varint();
+    std::uint64_t previous_end = 0;
+    for (std::uint64_t k = 0; k < offsets && !r.failed(); ++k) {
+      const std::uint64_t gap = r.varint();
+      // previous_end <= size holds, so these subtractions cannot wrap.
+      if (gap > e.size - previous_end || p > e.size - previous_end - gap) return bad("offset outside the file");
+      rel.offsets.push_back(previous_end + gap);
+      previous_end += gap + p;
+    }
+    m.relocations.push_back(std::move(rel));
+  }
+  if (r.failed()) return bad("truncated");
+  return {};
+}
+
 }  // namespace
 
 bool path_less(std::string_view a, std::string_view b) noexcept {
@@ -245,8 +300,9 @@ Result<void> encode_manifest(const Manifest& manifest, const ByteSink& sink) {
     }
   };
   Writer w;
+  const bool relocatable = !manifest.relocation_root.empty();
   w.bytes(k_magic);
-  w.byte(k_manifest_version);
+  w.byte(relocatable ? k_manifest_version : 1);
   w.byte(manifest.algorithm == DigestAlgorithm::sha256 ? 0 : 1);
   w.varint(manifest.entries.size());
   for (const auto& e : manifest.entries) {
@@ -256,6 +312,7 @@ Result<void> encode_manifest(const Manifest& manifest, const ByteSink& sink) {
       w.out().clear();
     }
   }
+  if (relocatable) encode_relocations(w, manifest);
   return compress(w.out(), ZSTD_e_end);
 }
 
@@ -280,7 +337,7 @@ Result<Manifest> decode_manifest(std::string_view compressed) {
     return std::unexpected(make_error(ErrorCode::corrupt, "manifest: bad magic"));
   }
   std::uint8_t version = r.byte();
-  if (version != k_manifest_version)
+  if (version != 1 && version != k_manifest_version)
     return std::unexpected(make_error(ErrorCode::unsupported, fmt::format("manifest version {}", version)));
   Manifest m;
   std::uint8_t algorithm = r.byte();
@@ -297,6 +354,13 @@ Result<Manifest> decode_manifest(std::string_view compressed) {
       return std::unexpected(entry.error());
     }
     m.entries.push_back(std::move(*entry));
+  }
+  if (version >= 2) {
+    auto relocations = decode_relocations(r, m);
+    if (!relocations) {
+      if (!r.frame_error().empty()) return frame_error();
+      return std::unexpected(relocations.error());
+    }
   }
   if (!r.at_end()) {
     if (!r.frame_error().empty()) return frame_error();

@@ -8,13 +8,16 @@
 #include <string_view>
 #include <vector>
 
+#include "core/relocation.hpp"
 #include "treesnap/entry.hpp"
 #include "treesnap/options.hpp"
 #include "treesnap/result.hpp"
 
 namespace treesnap {
 
-inline constexpr std::uint8_t k_manifest_version = 1;
+// Version 2 adds the relocation section; a snapshot without one is still written as version 1, so
+// a plain snapshot keeps the id it had before version 2 existed. Both are read.
+inline constexpr std::uint8_t k_manifest_version = 2;
 
 // A deque, not a vector: a million entries grow without the reallocation copy that would double
 // peak memory (the target is under 300 MB for a 1M-entry tree), and references stay valid.
@@ -23,6 +26,10 @@ using EntryList = std::deque<Entry>;
 struct Manifest {
   DigestAlgorithm algorithm = DigestAlgorithm::sha256;
   EntryList entries;  // canonical order: entries[0] is the root directory ""
+  // A relocatable snapshot (snapshot --relocatable): the absolute path it was taken from, and the
+  // files that hold it, by ascending entry index. Empty root: not relocatable (version 1).
+  std::string relocation_root;
+  std::vector<Relocation> relocations;
 };
 
 // Canonical order: pre-order depth-first, siblings by name bytes. Equivalent to comparing paths

@@ -1,6 +1,7 @@
 // The public Store: opens the layers below and forwards each call to its module.
 #include "treesnap/store.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,6 +22,7 @@
 #include "meta/lease.hpp"
 #include "remote/reference.hpp"
 #include "remote/registry.hpp"
+#include "restore/probe.hpp"
 #include "restore/restorer.hpp"
 #include "snapshot/snapshotter.hpp"
 #include "store/layout.hpp"
@@ -200,13 +202,19 @@ Result<RestoreSummary> Store::restore(const std::string& name, const std::filesy
     TRY(auto record, m_impl->resolve(db, name));
     TRY(auto manifest, m_impl->load_manifest(record));
     TRY_VOID(validate_manifest(manifest));
-    TRY(summary, restore_tree(m_impl->objects, manifest, target, options, m_impl->threads));
+    TRY(summary, restore_tree(m_impl->objects, db, manifest, target, options, m_impl->threads));
     summary.name = record.name + ":" + record.tag;
     summary.id = to_hex(record.manifest);
     TRY_VOID(db.touch_snapshot(record.row_id, now_ns()));
   }
   (void)auto_gc();
   return summary;
+}
+
+Result<ProbeReport> Store::probe(const std::filesystem::path& dir) const {
+  TRY(auto db, m_impl->db());
+  TRY(auto fd, open_at(AT_FDCWD, dir.string(), O_RDONLY | O_DIRECTORY));
+  return pair_probe(db, m_impl->objects, fd.get(), ProbeMode::fresh);
 }
 
 Result<std::vector<SnapshotSummary>> Store::list() const {

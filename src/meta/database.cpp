@@ -130,6 +130,29 @@ Result<void> Database::set_info_if_absent(const std::string& key, const std::str
   return s.bind_text(1, key).bind_text(2, value).run();
 }
 
+Result<std::optional<ProbeRecord>> Database::find_probe(const std::string& store_fsid,
+                                                        const std::string& target_fsid) {
+  Statement s(m_db,
+              "SELECT store_fs, target_fs, link_errno, reflink_errno, copy_range_errno, probed_ns "
+              "FROM fs_probes WHERE store_fsid = ? AND target_fsid = ?");
+  s.bind_text(1, store_fsid).bind_text(2, target_fsid);
+  TRY(auto row, s.step());
+  if (!row) return std::optional<ProbeRecord>{};
+  ProbeRecord r{store_fsid, target_fsid, s.text(0), s.text(1), static_cast<int>(s.i64(2)),
+                static_cast<int>(s.i64(3)), static_cast<int>(s.i64(4)), s.i64(5)};
+  return std::optional<ProbeRecord>{std::move(r)};
+}
+
+Result<void> Database::record_probe(const ProbeRecord& p) {
+  Statement s(m_db,
+              "INSERT OR REPLACE INTO fs_probes(store_fsid, target_fsid, store_fs, target_fs, link_errno, "
+              "reflink_errno, copy_range_errno, probed_ns) VALUES(?, ?, ?, ?, ?, ?, ?, ?)");
+  s.bind_text(1, p.store_fsid).bind_text(2, p.target_fsid).bind_text(3, p.store_fs).bind_text(4, p.target_fs);
+  s.bind(5, std::int64_t{p.link_errno}).bind(6, std::int64_t{p.reflink_errno}).bind(7, std::int64_t{p.copy_range_errno});
+  s.bind(8, p.probed_ns);
+  return s.run();
+}
+
 Result<bool> Database::has_object(const std::string& digest) {
   auto& s = m_cache->has_object;
   if (!s) s = std::make_unique<Statement>(m_db, "SELECT 1 FROM objects WHERE digest = ? AND refcount > 0");

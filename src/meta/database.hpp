@@ -17,7 +17,7 @@
 
 namespace treesnap {
 
-inline constexpr int k_schema_version = 2;
+inline constexpr int k_schema_version = 3;
 
 struct SnapshotRecord {
   std::int64_t row_id = 0;
@@ -78,6 +78,14 @@ struct StatRecord {
   std::string ranges;
 };
 
+// One row of fs_probes: what a (store, target) file system pair could do when last probed.
+struct ProbeRecord {
+  std::string store_fsid, target_fsid;  // statfs f_fsid in hex (store/fs_probe.hpp)
+  std::string store_fs, target_fs;      // "ext4", "xfs", …
+  int link_errno = 0, reflink_errno = 0, copy_range_errno = 0;  // 0: the operation worked
+  std::int64_t probed_ns = 0;
+};
+
 class Database {
  public:
   // Opens (and with `create`, creates) the database file.
@@ -134,6 +142,11 @@ class Database {
   Result<bool> remove_snapshot(const std::string& name, const std::string& tag);
   // Sets or clears the pin (pinned snapshots are never evicted); false when absent.
   Result<bool> set_pinned(const std::string& name, const std::string& tag, bool pinned);
+
+  // The recorded probe of a file system pair, if any.
+  Result<std::optional<ProbeRecord>> find_probe(const std::string& store_fsid, const std::string& target_fsid);
+  // Adds or replaces the pair's row.
+  Result<void> record_probe(const ProbeRecord& probe);
 
   // --- Garbage collection and leases (meta/database_gc.cpp) ---
   Result<UsageTotals> usage();

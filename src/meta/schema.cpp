@@ -117,11 +117,27 @@ END;
 UPDATE store_info SET value = '2' WHERE key = 'schema_version';
 )sql";
 
+// Version 3: what each (store file system, target file system) pair can do, probed once with the
+// real operations on throwaway files (store/fs_probe.hpp) and read by every later restore. File
+// systems are named by statfs f_fsid, stable across reboots; errno columns are 0 when the
+// operation worked. A restore that meets an error the row did not predict probes again and
+// replaces the row.
+constexpr const char* k_migrate_v3 = R"sql(
+CREATE TABLE fs_probes(
+  store_fsid TEXT NOT NULL, target_fsid TEXT NOT NULL,
+  store_fs TEXT NOT NULL, target_fs TEXT NOT NULL,
+  link_errno INTEGER NOT NULL, reflink_errno INTEGER NOT NULL, copy_range_errno INTEGER NOT NULL,
+  probed_ns INTEGER NOT NULL,
+  PRIMARY KEY(store_fsid, target_fsid)) WITHOUT ROWID;
+
+UPDATE store_info SET value = '3' WHERE key = 'schema_version';
+)sql";
+
 struct Migration {
   int to_version;
   const char* sql;
 };
-constexpr Migration k_migrations[] = {{2, k_migrate_v2}};
+constexpr Migration k_migrations[] = {{2, k_migrate_v2}, {3, k_migrate_v3}};
 
 Result<int> recorded_version(sqlite3* db) {
   sql::Statement s(db, "SELECT value FROM store_info WHERE key = 'schema_version'");

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <string_view>
 
 #include "store/object_store.hpp"
 #include "treesnap/entry.hpp"
@@ -37,6 +38,10 @@ Result<RungOutcome> rung_hardlink(const ObjectStore& store, const Entry& entry, 
 // (FICLONE unsupported) and EXDEV.
 Result<RungOutcome> rung_reflink(const ObjectStore& store, const Entry& entry, int dst_fd,
                                  PairCapabilities& caps);
+
+// Auto's measured rule: true when a file of `size` bytes restored onto a file system of type
+// `target_fs` (statfs name, "xfs"…) is cheaper to copy than to reflink. See ladder.cpp.
+bool auto_prefers_copy(std::string_view target_fs, std::uint64_t size) noexcept;
 
 // Copies the object into `dst_fd`, verifying its digest on the way; the last rung.
 Result<void> rung_copy(const ObjectStore& store, const Entry& entry, int dst_fd);

@@ -9,13 +9,16 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <unordered_map>
 #include <cstring>
 #include <random>
 
 #include <fmt/format.h>
 
 #include "core/entry_path.hpp"
+#include "core/relocation.hpp"
 #include "restore/ladder.hpp"
+#include "restore/probe.hpp"
 #include "util/thread_pool.hpp"
 #include "util/trace.hpp"
 
@@ -78,15 +81,26 @@ Result<Target> prepare_target(const std::filesystem::path& target) {
 
 class Restorer {
  public:
-  Restorer(const ObjectStore& store, const Manifest& manifest, const RestoreOptions& options, unsigned threads)
-      : m_store(store), m_entries(manifest.entries), m_options(options), m_threads(threads) {
+  Restorer(const ObjectStore& store, const Manifest& manifest, const RestoreOptions& options, unsigned threads,
+           const ProbeReport& probe, std::string relocate_to)
+      : m_store(store), m_manifest(manifest), m_entries(manifest.entries), m_options(options), m_threads(threads),
+        m_probe(probe), m_relocate_to(std::move(relocate_to)) {
     m_caps.is_root = ::geteuid() == 0;
+    // The probe's answer stands for every file: a rung the pair cannot do is not tried per file.
+    m_caps.link_errno = probe.link_errno;
+    m_caps.reflink_errno = probe.reflink_errno;
+    if (!m_relocate_to.empty())
+      for (const auto& r : manifest.relocations) m_relocations.emplace(r.entry_index, &r);
   }
+
+  // True when a rung failed for the whole pair although the probe said it works: the record is
+  // stale (a remount, a changed mount option) and the caller probes again.
+  bool probe_contradicted() const { return m_probe_contradicted.load(); }
 
   Result<void> run(int root_fd, dev_t target_dev) {
     m_root_fd = root_fd;
     struct stat store_st {};
-    if (::fstat(m_store.root_fd(), &store_st) == 0 && store_st.st_dev != target_dev)
+    if (::fstat(m_store.root_fd(), &store_st) == 0 && store_st.st_dev != target_dev && m_caps.link_errno == 0)
       m_caps.link_errno = EXDEV;  // link(2) across file systems always fails so: don't try per file
     learn_creation_state();
     for (const Entry& e : m_entries) {
@@ -140,7 +154,8 @@ class Restorer {
     std::lock_guard lock(m_mutex);
     // Under auto, a rung the (store, target) pair cannot do at all (EXDEV, no FICLONE) is a fact
     // about the pair, reported once with the file that showed it, not once per file.
-    const bool pair_wide = err == EXDEV || err == EOPNOTSUPP || err == ENOTTY;
+    const bool pair_wide = err == EXDEV || err == EOPNOTSUPP || err == ENOTTY ||
+                           (err != 0 && err == (from == Strategy::reflink ? m_probe.reflink_errno : m_probe.link_errno));
     if (m_options.strategy == Strategy::automatic && pair_wide) {
       if (!m_pair_fallbacks_seen.insert({from, err}).second) return;
     }
@@ -224,7 +239,9 @@ class Restorer {
       m_summary.empty_files += 1;
       return {};
     }
-    if (m_options.strategy == Strategy::hardlink && (e.mode & 0222) != 0 && !m_options.hardlink_writable) {
+    if (m_relocations.contains(index)) {
+      // Rewritten bytes belong to this tree alone: never linked or cloned (fill_contents).
+    } else if (m_options.strategy == Strategy::hardlink && (e.mode & 0222) != 0 && !m_options.hardlink_writable) {
       record_fallback(e, Strategy::hardlink, Strategy::reflink, 0, "writable file; --hardlink-writable would link it");
     } else if (wants_link(e)) {
       TRY(auto linked, rung_hardlink(m_store, e, dir_fd, name, m_options.strict_metadata, m_caps));
@@ -232,6 +249,7 @@ class Restorer {
         count(m_summary.hardlinked, e, true);
         return {};
       }
+      if (m_probe.link_errno == 0 && linked.sys_errno == EXDEV) m_probe_contradicted = true;
       record_fallback(e, Strategy::hardlink, Strategy::reflink, linked.sys_errno);
     }
     m_data_jobs.push_back(index);
@@ -243,31 +261,62 @@ class Restorer {
     return parallel_for(m_data_jobs.size(), m_threads, k_restore_batch, [&](std::size_t i) -> Result<void> {
       const Entry& e = m_entries[m_data_jobs[i]];
       TRY(auto fd, open_beneath(m_root_fd, e.path, O_WRONLY | O_CREAT | O_EXCL, creation_mode(e)));
-      bool cloned = false;
-      // auto treats a pair that cannot clone as a plain copy once the first file has shown it
-      // (and been reported); forced strategies report every file that falls back.
-      const bool try_clone = m_options.strategy == Strategy::reflink || m_options.strategy == Strategy::hardlink ||
-                             (m_options.strategy == Strategy::automatic && m_caps.reflink_errno.load() == 0);
-      int clone_errno = 0;
-      if (try_clone) {
-        TRY(auto outcome, rung_reflink(m_store, e, fd.get(), m_caps));
-        cloned = outcome.done;
-        clone_errno = outcome.sys_errno;
-        if (!cloned && !m_options.no_copy_fallback) record_fallback(e, Strategy::reflink, Strategy::copy, clone_errno);
-      }
-      if (cloned) {
-        count(m_summary.reflinked, e, true);
-      } else if (m_options.no_copy_fallback) {
-        return std::unexpected(make_error(ErrorCode::unsupported,
-                                          fmt::format("{:?} cannot be shared with the store ({}) and --no-copy-fallback forbids a copy",
-                                                      e.path, clone_errno ? std::strerror(clone_errno) : "reflink unavailable here")));
+      if (auto r = m_relocations.find(m_data_jobs[i]); r != m_relocations.end()) {
+        TRY_VOID(write_relocated(e, *r->second, fd.get()));
       } else {
-        TRY_VOID(rung_copy(m_store, e, fd.get()));
-        count(m_summary.copied, e, false);
+        TRY_VOID(place_content(e, fd.get()));
       }
       auto created = fresh(e);
       return apply_metadata_fd(fd.get(), e, m_caps.is_root, created ? &*created : nullptr);
     });
+  }
+
+  // A relocated file: the object's bytes, verified, with the recorded path rewritten.
+  Result<void> write_relocated(const Entry& e, const Relocation& relocation, int fd) {
+    TRY(auto data, m_store.read_verified(e.digest));
+    auto rewritten = relocate_bytes(data, relocation, m_manifest.relocation_root, m_relocate_to);
+    if (!rewritten)
+      return std::unexpected(make_error(rewritten.error().code, fmt::format("relocate {:?}: {}", e.path, rewritten.error().context)));
+    TRY_VOID(write_full(fd, *rewritten, e.path));
+    std::lock_guard lock(m_mutex);
+    m_summary.relocated.files += 1;
+    m_summary.relocated.bytes += rewritten->size();
+    m_summary.copied.files += 1;
+    m_summary.copied.bytes += rewritten->size();
+    m_summary.bytes_written += rewritten->size();
+    m_progress.files_done += 1;
+    m_progress.bytes_done += e.size;
+    report_progress(false);
+    return {};
+  }
+
+  // The reflink rung (where the strategy and the pair allow it), else the copy rung.
+  Result<void> place_content(const Entry& e, int fd_number) {
+    bool cloned = false;
+    // A pair that cannot clone (the probe's answer, or the first file's) makes the rung step down
+    // at once; auto reports that once for the pair, forced strategies for every file.
+    const bool try_clone = m_options.strategy != Strategy::copy &&
+                           !(m_options.strategy == Strategy::automatic && auto_prefers_copy(m_probe.target_fs, e.size));
+    int clone_errno = 0;
+    if (try_clone) {
+      TRY(auto outcome, rung_reflink(m_store, e, fd_number, m_caps));
+      cloned = outcome.done;
+      clone_errno = outcome.sys_errno;
+      const bool pair_wide = clone_errno == EOPNOTSUPP || clone_errno == ENOTTY || clone_errno == EXDEV;
+      if (!cloned && pair_wide && m_probe.reflink_errno == 0) m_probe_contradicted = true;
+      if (!cloned && !m_options.no_copy_fallback) record_fallback(e, Strategy::reflink, Strategy::copy, clone_errno);
+    }
+    if (cloned) {
+      count(m_summary.reflinked, e, true);
+    } else if (m_options.no_copy_fallback) {
+      return std::unexpected(make_error(ErrorCode::unsupported,
+                                        fmt::format("{:?} cannot be shared with the store ({}) and --no-copy-fallback forbids a copy",
+                                                    e.path, clone_errno ? std::strerror(clone_errno) : "reflink unavailable here")));
+    } else {
+      TRY_VOID(rung_copy(m_store, e, fd_number));
+      count(m_summary.copied, e, false);
+    }
+    return {};
   }
 
   // Pass 3: other names of in-tree hardlinks, now that every first name exists.
@@ -298,11 +347,16 @@ class Restorer {
   }
 
   const ObjectStore& m_store;
+  const Manifest& m_manifest;
   const EntryList& m_entries;
   const RestoreOptions& m_options;
   unsigned m_threads;
   int m_root_fd = -1;
   PairCapabilities m_caps;
+  ProbeReport m_probe;
+  std::string m_relocate_to;  // empty: no relocation
+  std::unordered_map<std::size_t, const Relocation*> m_relocations;  // by entry index, --relocate only
+  std::atomic<bool> m_probe_contradicted{false};
   std::optional<FreshFile> m_creation;  // owner of new files; `mode` holds the umask
   std::vector<std::size_t> m_data_jobs;
   std::vector<std::size_t> m_in_tree_links;
@@ -315,16 +369,53 @@ class Restorer {
 
 }  // namespace
 
-Result<RestoreSummary> restore_tree(const ObjectStore& store, const Manifest& manifest,
+Result<std::string> plan_relocation(const Manifest& manifest, const std::filesystem::path& target) {
+  if (manifest.relocation_root.empty())
+    return std::unexpected(make_error(ErrorCode::invalid,
+                                      "--relocate needs a snapshot taken with `snapshot --relocatable`; this one records no paths to rewrite"));
+  std::error_code ec;
+  std::string to = std::filesystem::absolute(target, ec).lexically_normal().string();
+  if (ec) return std::unexpected(os_error(ec.value(), "resolve " + target.string()));
+  while (to.size() > 1 && to.back() == '/') to.pop_back();
+  auto refused = unrelocatable(manifest.relocations, manifest.relocation_root, to);
+  if (refused.empty()) return to;
+  constexpr std::size_t k_listed = 20;
+  std::string list;
+  for (std::size_t i = 0; i < refused.size() && i < k_listed; ++i)
+    list += fmt::format("\n  {}", manifest.entries[refused[i]].path);
+  if (refused.size() > k_listed) list += fmt::format("\n  … and {} more", refused.size() - k_listed);
+  return std::unexpected(make_error(
+      ErrorCode::invalid,
+      fmt::format("cannot relocate {} to {}: the new path is {} bytes longer, and {} binary file{} hold{} the old path, "
+                  "which can only be replaced by one at most as long (nothing was written):{}",
+                  manifest.relocation_root, to, to.size() - manifest.relocation_root.size(), refused.size(),
+                  refused.size() == 1 ? "" : "s", refused.size() == 1 ? "s" : "", list)));
+}
+
+Result<RestoreSummary> restore_tree(const ObjectStore& store, Database& db, const Manifest& manifest,
                                     const std::filesystem::path& target,
                                     const RestoreOptions& options, unsigned threads) {
   const std::int64_t start = now_ns();
+  std::string relocate_to;
+  if (options.relocate) {
+    TRY(relocate_to, plan_relocation(manifest, target));
+  }
   TRY(auto t, prepare_target(target));
   auto restored = [&]() -> Result<RestoreSummary> {
     TRY(auto root, open_dir(t.parent_fd.get(), t.temp_name));
     TRY(auto root_st, stat_fd(root.get(), t.temp_name));
-    Restorer restorer(store, manifest, options, threads);
+    TRY(auto probe, pair_probe(db, store, root.get(), ProbeMode::recorded));
+    Restorer restorer(store, manifest, options, threads, probe, relocate_to);
     TRY_VOID(restorer.run(root.get(), root_st.st_dev));
+    if (restorer.probe_contradicted()) {
+      TRY(probe, pair_probe(db, store, root.get(), ProbeMode::fresh));
+      probe.reprobed = true;
+    }
+    restorer.summary().probe = probe;
+    if (!relocate_to.empty()) {
+      restorer.summary().relocated_from = manifest.relocation_root;
+      restorer.summary().relocated_to = relocate_to;
+    }
     // Into place in one step: an empty directory is replaced, anything else that appeared in the
     // meantime makes the rename fail rather than be overwritten.
     unsigned flags = t.replace_empty_dir ? 0 : RENAME_NOREPLACE;

@@ -5,15 +5,21 @@
 #include <filesystem>
 
 #include "core/manifest.hpp"
+#include "meta/database.hpp"
 #include "store/object_store.hpp"
 #include "treesnap/store.hpp"
 
 namespace treesnap {
 
 // `manifest` must have passed validate_manifest. Fills every field of the summary except the
-// snapshot's name and id.
-Result<RestoreSummary> restore_tree(const ObjectStore& store, const Manifest& manifest,
+// snapshot's name and id. `db` holds the file system pair's probe record (restore/probe.hpp).
+Result<RestoreSummary> restore_tree(const ObjectStore& store, Database& db, const Manifest& manifest,
                                     const std::filesystem::path& target,
                                     const RestoreOptions& options, unsigned threads);
+
+// --relocate: the absolute path the tree will have at `target`, after checking that the
+// snapshot is relocatable and every rewrite to that path is possible (`invalid` listing the
+// binary files that cannot take a longer path). Writes nothing.
+Result<std::string> plan_relocation(const Manifest& manifest, const std::filesystem::path& target);
 
 }  // namespace treesnap

@@ -2,7 +2,9 @@
 
 #include <fcntl.h>
 
+#include <algorithm>
 #include <atomic>
+#include <optional>
 #include <cstring>
 #include <mutex>
 #include <unordered_map>
@@ -12,6 +14,7 @@
 
 #include "core/digest.hpp"
 #include "core/manifest.hpp"
+#include "core/relocation.hpp"
 #include "snapshot/walker.hpp"
 #include "util/thread_pool.hpp"
 #include "util/trace.hpp"
@@ -70,6 +73,16 @@ std::vector<DataRange> decode_ranges(std::string_view blob) {
   return ranges;
 }
 
+Result<std::string> relocation_root_of(const std::filesystem::path& source) {
+  std::error_code ec;
+  std::string root = std::filesystem::absolute(source, ec).lexically_normal().string();
+  if (ec) return std::unexpected(os_error(ec.value(), "resolve " + source.string()));
+  while (root.size() > 1 && root.back() == '/') root.pop_back();
+  if (root == "/")
+    return std::unexpected(make_error(ErrorCode::invalid, "--relocatable needs a source other than /"));
+  return root;
+}
+
 Result<SnapshotSummary> take_snapshot(const ObjectStore& objects, Database& db, Lease& lease,
                                       const std::filesystem::path& source,
                                       const SnapshotOptions& options, unsigned threads) {
@@ -81,6 +94,11 @@ Result<SnapshotSummary> take_snapshot(const ObjectStore& objects, Database& db, 
   if (existing && !options.replace)
     return std::unexpected(make_error(ErrorCode::exists,
                                       fmt::format("snapshot {}:{} already exists (use --force to replace it)", names.first, names.second)));
+
+  std::string relocation_root;
+  if (options.relocatable) {
+    TRY(relocation_root, relocation_root_of(source));
+  }
 
   TRY(auto walk, walk_tree(root_fd.get(), WalkOptions{options.cross_devices}));
   auto& entries = walk.entries;
@@ -94,7 +112,11 @@ Result<SnapshotSummary> take_snapshot(const ObjectStore& objects, Database& db, 
   for (auto& job : walk.files) {
     Entry& e = entries[job.entry_index];
     StatRecord key{job.dev, job.ino, e.size, e.mtime_ns, job.ctime_ns, {}, {}};
-    TRY(auto cached, db.lookup_stat(key));
+    // A relocatable snapshot reads every file: the stat cache knows digests, not where the path is.
+    std::optional<StatRecord> cached;
+    if (!options.relocatable) {
+      TRY(cached, db.lookup_stat(key));
+    }
     // A cached digest of the wrong size (a damaged row) is a miss: the file is hashed again.
     if (cached && cached->digest.size() == digest_size(objects.algorithm())) {
       e.digest = cached->digest;
@@ -118,6 +140,7 @@ Result<SnapshotSummary> take_snapshot(const ObjectStore& objects, Database& db, 
   cacheable.reserve(to_hash.size());
   std::atomic<std::uint64_t> new_objects{0}, new_bytes{0};
   std::atomic<bool> reflink_works{same_fs};
+  std::vector<Relocation> relocations;  // guarded by mutex
 
   // A live object is protected by the lease's barrier; an orphan must be held first (its
   // orphaning predates the lease), and one being collected is stored anew. On a database error
@@ -142,8 +165,22 @@ Result<SnapshotSummary> take_snapshot(const ObjectStore& objects, Database& db, 
     if (!fd && fd.error().sys_errno == EPERM)  // O_NOATIME needs ownership
       fd = open_beneath(root_fd.get(), e.path, O_RDONLY);
     if (!fd) return std::unexpected(fd.error());
+    // --relocatable: the scanner sees the bytes as ingest reads them for hashing (one read).
+    std::optional<PrefixScanner> scanner;
+    ObjectStore::ReadObserver observe;
+    if (options.relocatable && !relocation_exempt(e.path)) {
+      scanner.emplace(relocation_root);
+      observe = [&](std::uint64_t offset, std::string_view bytes) { scanner->feed(offset, bytes); };
+    }
     TRY(auto ingested, objects.ingest(fd->get(), e.size, job.maybe_sparse, e.mode, e.mtime_ns,
-                                      reflink_works.load(std::memory_order_relaxed), e.path, claim));
+                                      reflink_works.load(std::memory_order_relaxed), e.path, claim, observe));
+    if (scanner) {
+      scanner->finish();
+      if (!scanner->offsets().empty()) {
+        std::lock_guard lock(mutex);
+        relocations.push_back({job.entry_index, scanner->kind(), scanner->offsets()});
+      }
+    }
     TRY(auto after, stat_fd(fd->get(), e.path));
     if (static_cast<std::uint64_t>(after.st_size) != e.size || to_ns(after.st_mtim) != e.mtime_ns ||
         to_ns(after.st_ctim) != job.ctime_ns)
@@ -167,7 +204,9 @@ Result<SnapshotSummary> take_snapshot(const ObjectStore& objects, Database& db, 
   decltype(to_hash)().swap(to_hash);
   timer.phase("hash-and-store");
 
-  Manifest manifest{objects.algorithm(), std::move(entries)};
+  Manifest manifest{objects.algorithm(), std::move(entries), relocation_root, std::move(relocations)};
+  std::sort(manifest.relocations.begin(), manifest.relocations.end(),
+            [](const Relocation& a, const Relocation& b) { return a.entry_index < b.entry_index; });
   TRY(auto stored_manifest, objects.put_stream([&](const ObjectStore::ByteWriter& write) {
     return encode_manifest(manifest, write);
   }));
@@ -226,6 +265,8 @@ Result<SnapshotSummary> take_snapshot(const ObjectStore& objects, Database& db, 
   summary.new_objects = record.new_objects;
   summary.new_bytes = record.new_bytes;
   summary.hashed_files = hashed_files;
+  summary.relocation_root = manifest.relocation_root;
+  summary.relocated_files = manifest.relocations.size();
   summary.created_ns = summary.last_used_ns = record.created_ns;
   summary.seconds = static_cast<double>(now_ns() - start) / 1e9;
   return summary;

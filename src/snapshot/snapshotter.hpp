@@ -20,6 +20,10 @@ Result<SnapshotSummary> take_snapshot(const ObjectStore& objects, Database& db, 
                                       const std::filesystem::path& source,
                                       const SnapshotOptions& options, unsigned threads);
 
+// The path a relocatable snapshot of `source` records: absolute and normalised lexically, without
+// resolving symlinks (the path as tools such as `python3 -m venv` write it into files).
+Result<std::string> relocation_root_of(const std::filesystem::path& source);
+
 // Ranges of a sparse file as stored in the stat cache (pairs of little-endian u64).
 std::string encode_ranges(const std::vector<DataRange>& ranges);
 std::vector<DataRange> decode_ranges(std::string_view blob);

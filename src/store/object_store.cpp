@@ -47,7 +47,8 @@ char* thread_buffer() {
 // Reads the data ranges of `src_fd` into `hasher` (holes as zeros), writing each block to
 // `dst_fd` at the same offset when it is valid. The one loop behind ingest, hash and copy.
 Result<void> stream_ranges(int src_fd, const std::vector<DataRange>& ranges, std::uint64_t size,
-                           Hasher& hasher, int dst_fd, std::string_view what) {
+                           Hasher& hasher, int dst_fd, std::string_view what,
+                           const ObjectStore::ReadObserver& observe = nullptr) {
   char* buffer = thread_buffer();
   std::uint64_t position = 0;
   for (const auto& r : ranges) {
@@ -58,6 +59,7 @@ Result<void> stream_ranges(int src_fd, const std::vector<DataRange>& ranges, std
       if (got == 0)
         return std::unexpected(make_error(ErrorCode::corrupt, fmt::format("{:?} is shorter than its recorded size", what)));
       hasher.update({buffer, got});
+      if (observe) observe(off, {buffer, got});
       if (dst_fd >= 0) TRY_VOID(pwrite_full(dst_fd, {buffer, got}, off, what));
       off += got;
     }
@@ -162,17 +164,18 @@ Result<void> ObjectStore::publish(UniqueFd staged, int dir_fd, const std::string
   return {};
 }
 
-Result<std::string> ObjectStore::hash_fd(int fd, std::uint64_t size, std::string_view what) const {
+Result<std::string> ObjectStore::hash_fd(int fd, std::uint64_t size, std::string_view what,
+                                         const ReadObserver& observe) const {
   Hasher hasher(m_algorithm);
   TRY(auto ranges, data_ranges(fd, size, what));
-  TRY_VOID(stream_ranges(fd, ranges, size, hasher, -1, what));
+  TRY_VOID(stream_ranges(fd, ranges, size, hasher, -1, what, observe));
   return hasher.finish();
 }
 
 Result<ObjectStore::Ingested> ObjectStore::ingest(int src_fd, std::uint64_t size, bool maybe_sparse,
                                                   std::uint32_t mode, std::int64_t mtime_ns,
                                                   bool try_reflink, std::string_view what,
-                                                  const ClaimFn& claim) const {
+                                                  const ClaimFn& claim, const ReadObserver& observe) const {
   Ingested result;
   bool sparse = false;
   if (maybe_sparse && size > 0) {
@@ -191,6 +194,7 @@ Result<ObjectStore::Ingested> ObjectStore::ingest(int src_fd, std::uint64_t size
     if (got != size) return std::unexpected(make_error(ErrorCode::io, fmt::format("{}: changed while being read", what)));
     std::string_view data(buffer, size);
     result.digest = hash_bytes(m_algorithm, data);
+    if (observe) observe(0, data);
     if (!claim(result.digest)) return result;
     TRY(auto staged, stage());
     TRY_VOID(write_full(staged.get(), data, "staged object"));
@@ -204,12 +208,12 @@ Result<ObjectStore::Ingested> ObjectStore::ingest(int src_fd, std::uint64_t size
   // Large or sparse: stream into a staging file, cloning when the file systems allow.
   TRY(auto staged, stage());
   if (try_reflink && reflink_fd(src_fd, staged.get()) == 0) {
-    TRY(result.digest, hash_fd(staged.get(), size, what));
+    TRY(result.digest, hash_fd(staged.get(), size, what, observe));
   } else {
     std::vector<DataRange> ranges = result.ranges;
     if (!sparse) ranges.push_back({0, size});
     Hasher hasher(m_algorithm);
-    auto streamed = stream_ranges(src_fd, ranges, size, hasher, staged.get(), what);
+    auto streamed = stream_ranges(src_fd, ranges, size, hasher, staged.get(), what, observe);
     if (!streamed) {
       if (streamed.error().code == ErrorCode::corrupt)  // the source shrank under us
         return std::unexpected(make_error(ErrorCode::io, fmt::format("{:?} changed while being read", what)));

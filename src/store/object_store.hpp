@@ -37,6 +37,9 @@ class ObjectStore {
   // Returns true when the caller should store this digest (nobody has it yet); false when the
   // store already holds it or another writer in this run has claimed it.
   using ClaimFn = std::function<bool(const std::string& digest)>;
+  // Shown every data range of a file as ingest or hash_fd reads it (offset, bytes), in order;
+  // holes are skipped. Lets a caller look at the bytes without reading the file a second time.
+  using ReadObserver = std::function<void(std::uint64_t offset, std::string_view bytes)>;
 
   // Reads `src_fd` once (size bytes, holes as zeros), hashes it, and stores it under its digest
   // unless `claim` says it is already there. Clones instead of copying when `try_reflink`. The
@@ -44,7 +47,7 @@ class ObjectStore {
   // read-only entry with the same metadata can be hardlinked to the object itself.
   Result<Ingested> ingest(int src_fd, std::uint64_t size, bool maybe_sparse, std::uint32_t mode,
                           std::int64_t mtime_ns, bool try_reflink, std::string_view what,
-                          const ClaimFn& claim) const;
+                          const ClaimFn& claim, const ReadObserver& observe = nullptr) const;
 
   // Stores `data` and returns its digest.
   Result<std::string> put_bytes(std::string_view data) const;
@@ -95,7 +98,8 @@ class ObjectStore {
   Result<void> sync() const;
 
   // Hashes the logical bytes of an open file (holes as zeros).
-  Result<std::string> hash_fd(int fd, std::uint64_t size, std::string_view what) const;
+  Result<std::string> hash_fd(int fd, std::uint64_t size, std::string_view what,
+                              const ReadObserver& observe = nullptr) const;
 
  private:
   ObjectStore() = default;

@@ -330,7 +330,7 @@ TEST(ManifestTest, DecodeRejectsWrongMagic) {
 }
 
 TEST(ManifestTest, DecodeReportsUnknownVersionAsUnsupported) {
-  for (std::uint8_t version : {0, 2, 255}) {
+  for (std::uint8_t version : {0, 3, 255}) {
     Raw raw;
     raw.header(1, version).root();
     auto decoded = decode_manifest(raw.compressed());
