@@ -108,6 +108,7 @@ class Restorer {
   }
 
   RestoreSummary& summary() { return m_summary; }
+  std::vector<PlacedFile>& placed() { return m_placed; }
 
  private:
   bool wants_link(const Entry& e) const {
@@ -147,6 +148,11 @@ class Restorer {
     m_summary.fallback_count += 1;
     if (m_summary.fallbacks.size() < RestoreSummary::kMaxReportedFallbacks)
       m_summary.fallbacks.push_back({e.path, from, to, err, policy});
+  }
+
+  void place(std::size_t index, Strategy how) {
+    std::lock_guard lock(m_mutex);
+    m_placed.push_back({index, how, {}, {}});
   }
 
   void count(StrategyCount& c, const Entry& e, bool shared) {
@@ -222,6 +228,7 @@ class Restorer {
       TRY_VOID(apply_metadata_fd(fd.get(), e, m_caps.is_root, created ? &*created : nullptr));
       std::lock_guard lock(m_mutex);
       m_summary.empty_files += 1;
+      m_placed.push_back({index, Strategy::automatic, {}, {}});
       return {};
     }
     if (m_options.strategy == Strategy::hardlink && (e.mode & 0222) != 0 && !m_options.hardlink_writable) {
@@ -230,6 +237,8 @@ class Restorer {
       TRY(auto linked, rung_hardlink(m_store, e, dir_fd, name, m_options.strict_metadata, m_caps));
       if (linked.done) {
         count(m_summary.hardlinked, e, true);
+        std::lock_guard lock(m_mutex);
+        m_placed.push_back({index, Strategy::hardlink, std::move(linked.link_path), linked.link_before});
         return {};
       }
       record_fallback(e, Strategy::hardlink, Strategy::reflink, linked.sys_errno);
@@ -257,6 +266,7 @@ class Restorer {
       }
       if (cloned) {
         count(m_summary.reflinked, e, true);
+        place(m_data_jobs[i], Strategy::reflink);
       } else if (m_options.no_copy_fallback) {
         return std::unexpected(make_error(ErrorCode::unsupported,
                                           fmt::format("{:?} cannot be shared with the store ({}) and --no-copy-fallback forbids a copy",
@@ -264,6 +274,7 @@ class Restorer {
       } else {
         TRY_VOID(rung_copy(m_store, e, fd.get()));
         count(m_summary.copied, e, false);
+        place(m_data_jobs[i], Strategy::copy);
       }
       auto created = fresh(e);
       return apply_metadata_fd(fd.get(), e, m_caps.is_root, created ? &*created : nullptr);
@@ -311,16 +322,17 @@ class Restorer {
   std::int64_t m_last_progress_ns = 0;
   std::mutex m_mutex;  // guards m_summary, m_pair_fallbacks_seen and m_progress from the workers
   RestoreSummary m_summary;
+  std::vector<PlacedFile> m_placed;
 };
 
 }  // namespace
 
-Result<RestoreSummary> restore_tree(const ObjectStore& store, const Manifest& manifest,
+Result<RestoreOutcome> restore_tree(const ObjectStore& store, const Manifest& manifest,
                                     const std::filesystem::path& target,
                                     const RestoreOptions& options, unsigned threads) {
   const std::int64_t start = now_ns();
   TRY(auto t, prepare_target(target));
-  auto restored = [&]() -> Result<RestoreSummary> {
+  auto restored = [&]() -> Result<RestoreOutcome> {
     TRY(auto root, open_dir(t.parent_fd.get(), t.temp_name));
     TRY(auto root_st, stat_fd(root.get(), t.temp_name));
     Restorer restorer(store, manifest, options, threads);
@@ -330,15 +342,15 @@ Result<RestoreSummary> restore_tree(const ObjectStore& store, const Manifest& ma
     unsigned flags = t.replace_empty_dir ? 0 : RENAME_NOREPLACE;
     if (::renameat2(t.parent_fd.get(), t.temp_name.c_str(), t.parent_fd.get(), t.name.c_str(), flags) != 0)
       return std::unexpected(os_error(errno, "move restored tree into place at " + target.string()));
-    return std::move(restorer.summary());
+    return RestoreOutcome{std::move(restorer.summary()), std::move(restorer.placed())};
   }();
   if (!restored) {
     (void)remove_tree(t.parent_fd.get(), t.temp_name);
     return restored;
   }
-  restored->target = std::filesystem::absolute(target).lexically_normal();
-  restored->entries = manifest.entries.size();
-  restored->seconds = static_cast<double>(now_ns() - start) / 1e9;
+  restored->summary.target = std::filesystem::absolute(target).lexically_normal();
+  restored->summary.entries = manifest.entries.size();
+  restored->summary.seconds = static_cast<double>(now_ns() - start) / 1e9;
   return restored;
 }
 
