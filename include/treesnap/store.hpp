@@ -177,6 +177,8 @@ struct GcReport {
   std::uint64_t unrecorded_removed = 0;  // --full: files no row records
   std::uint64_t unrecorded_bytes = 0;
   std::uint64_t leases_cleaned = 0;    // rows of dead processes deleted
+  std::uint64_t quarantine_removed = 0;       // files in quarantine/ no longer recorded (released)
+  std::uint64_t restore_records_removed = 0;  // records of restored trees that no longer exist
   std::uint64_t store_bytes_before = 0, store_bytes_after = 0;  // recorded (after: estimated in a dry run)
   std::uint64_t fs_free_before = 0, fs_free_after = 0;          // statvfs (after: estimated in a dry run)
   bool target_met = true;  // false when pins, leases or the lack of snapshots left the target unmet

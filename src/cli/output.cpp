@@ -250,6 +250,8 @@ nlohmann::json to_json(const GcReport& r) {
           {"unrecorded_removed", r.unrecorded_removed},
           {"unrecorded_bytes", r.unrecorded_bytes},
           {"leases_cleaned", r.leases_cleaned},
+          {"quarantine_removed", r.quarantine_removed},
+          {"restore_records_removed", r.restore_records_removed},
           {"store_bytes_before", r.store_bytes_before},
           {"store_bytes_after", r.store_bytes_after},
           {"fs_free_before", r.fs_free_before},

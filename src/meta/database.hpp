@@ -261,6 +261,7 @@ class Database {
   Result<std::int64_t> record_restore(const RestoreRecord& record, const std::vector<RestoreEntryRecord>& entries);
   Result<std::optional<RestoreRecord>> find_restore(const std::string& target);
   Result<std::vector<RestoreRecord>> restores();
+  Result<void> forget_restore(std::int64_t restore_id);
   Result<std::vector<RestoreEntryRecord>> restore_entries(std::int64_t restore_id);
   Result<void> update_restore_entries(std::int64_t restore_id, const std::vector<RestoreEntryRecord>& entries);
   Result<std::vector<TreeFile>> tree_files_with(const std::string& digest);

@@ -194,6 +194,11 @@ Result<std::vector<RestoreRecord>> Database::restores() {
   }
 }
 
+Result<void> Database::forget_restore(std::int64_t restore_id) {
+  Statement s(m_db, "DELETE FROM restores WHERE id = ?");  // the trigger drops its entries
+  return s.bind(1, restore_id).run();
+}
+
 Result<std::vector<RestoreEntryRecord>> Database::restore_entries(std::int64_t restore_id) {
   Statement s(m_db, "SELECT path, ino, size, mtime_ns, ctime_ns, mode, strategy, digest FROM restore_entries "
                     "WHERE restore = ? ORDER BY path");

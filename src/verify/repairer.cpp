@@ -238,8 +238,13 @@ class Repairer {
       }
     }
     for (const auto& q : m_quarantine)
-      if (q.digest == digest && q.ino == ino && matches(m_store.quarantine_fd(), q.name))
+      if (q.digest == digest && matches(m_store.quarantine_fd(), q.name))
         return StoreInode{m_store.quarantine_fd(), q.name, layout::store_path(layout::k_quarantine, q.name)};
+    // The store lost its name for the inode (deleted or replaced there), but a tree still has it.
+    for (const auto& [path, rec] : m_scan.recorded)
+      if (rec.placed == PlacedBy::hardlink && rec.stamp.ino == ino && rec.digest == digest &&
+          matches(m_scan.root.get(), path))
+        return StoreInode{m_scan.root.get(), path, join_path(m_scan.target, path)};
     return std::nullopt;
   }
 
@@ -404,51 +409,76 @@ class Repairer {
       if (e.type == EntryType::file && e.size > 0) needed.emplace(e.digest.str(), &e);
     for (const auto& q : m_quarantine) {
       auto it = needed.find(q.digest);
-      if (it == needed.end()) continue;
-      const Entry& e = *it->second;
-      const std::string label = layout::store_path(layout::k_quarantine, q.name);
-      auto st = stat_at(m_store.quarantine_fd(), q.name);
-      const bool present = st && S_ISREG(st->st_mode);
-      if (!present) {
-        TRY(auto src, find_source(e, 0));
-        if (!src) {
-          lost(e);
-          continue;
-        }
+      if (it != needed.end()) TRY_VOID(release_one(q, *it->second));
+    }
+    return {};
+  }
+
+  // A file of this tree that is still the inode the store handed out for `q` and holds its content.
+  std::optional<std::string> intact_linked_name(const QuarantineRecord& q, const Entry& e) const {
+    if (q.ino == 0) return std::nullopt;
+    for (const auto& [path, rec] : m_scan.recorded) {
+      if (rec.placed != PlacedBy::hardlink || rec.stamp.ino != q.ino || rec.digest != q.digest) continue;
+      auto st = stat_at(m_scan.root.get(), path);
+      if (st && static_cast<std::uint64_t>(st->st_ino) == q.ino && holds(fd_path(m_scan.root.get(), path), e, 0))
+        return path;
+    }
+    return std::nullopt;
+  }
+
+  // One quarantined file this snapshot needs, in the order that keeps the hardlink structure:
+  // the inode the store handed out goes back under its name (healed in place first if needed);
+  // when only a tree still holds that inode, the tree's name is linked back into the store; a
+  // file lost everywhere is published anew from an intact copy.
+  Result<void> release_one(const QuarantineRecord& q, const Entry& e) {
+    const std::string label = layout::store_path(layout::k_quarantine, q.name);
+    const std::string origin_name(std::string_view(q.origin).substr(q.origin.find('/') + 1));
+    const int origin_fd = q.object ? m_store.objects_fd() : m_store.variants_fd();
+    auto st = stat_at(m_store.quarantine_fd(), q.name);
+    const bool present = st && S_ISREG(st->st_mode);
+    const bool handed_out = present && (q.ino == 0 || static_cast<std::uint64_t>(st->st_ino) == q.ino);
+    if (!handed_out) {
+      if (auto linked = intact_linked_name(q, e)) {
         if (!m_options.dry_run) {
-          TRY(auto in, open_at(AT_FDCWD, src->open_path, O_RDONLY | O_NOFOLLOW));
-          TRY(auto stamp, m_store.publish_copy(q.digest, in.get(), e.size, e.data_ranges(), e.mode, e.mtime_ns));
-          TRY_VOID(m_db.release_quarantine(q.name, {q.origin, q.digest, stamp}));
+          if (::linkat(m_scan.root.get(), linked->c_str(), origin_fd, origin_name.c_str(), 0) != 0 && errno != EEXIST)
+            return std::unexpected(os_error(errno, "link back " + q.origin));
+          TRY(auto back, stat_at(origin_fd, origin_name));
+          TRY_VOID(m_db.release_quarantine(q.name, {q.origin, q.digest, stamp_of(back)}));
+          m_verified_inodes.insert(q.ino);
         }
-        act(q.origin, "published anew", src->label, "its file was missing");
-        continue;
+        act(q.origin, "relinked store file", *linked, fmt::format("inode {} again", q.ino));
+        return {};
       }
-      if (!holds(fd_path(m_store.quarantine_fd(), q.name), e, 0)) {
-        TRY(auto src, find_source(e, static_cast<std::uint64_t>(st->st_ino)));
-        if (!src) {
-          lost(e);
-          continue;
-        }
-        // A store file's mode and mtime are its own (an object's has no write bit).
-        Entry as_stored = e;
-        as_stored.mode = st->st_mode & (q.object ? 0555 : 07777);
-        if (!m_options.dry_run)
-          TRY_VOID(rewrite_in_place(m_store.quarantine_fd(), q.name, as_stored, *src, to_ns(st->st_mtim), label));
-        act(q.origin, "healed store file", src->label, fmt::format("inode {}, {} names", st->st_ino, st->st_nlink));
+    }
+    if (!present) {
+      TRY(auto src, find_source(e, 0));
+      if (!src) return lost(e), Result<void>{};
+      if (!m_options.dry_run) {
+        TRY(auto in, open_at(AT_FDCWD, src->open_path, O_RDONLY | O_NOFOLLOW));
+        TRY(auto stamp, m_store.publish_copy(q.digest, in.get(), e.size, e.data_ranges(), e.mode, e.mtime_ns));
+        TRY_VOID(m_db.release_quarantine(q.name, {q.origin, q.digest, stamp}));
       }
-      if (m_options.dry_run) {
-        act(q.origin, "released from quarantine", label);
-        continue;
-      }
-      const std::string origin_name(std::string_view(q.origin).substr(q.origin.find('/') + 1));
-      const int origin_fd = q.object ? m_store.objects_fd() : m_store.variants_fd();
+      act(q.origin, "published anew", src->label, "its file was missing");
+      return {};
+    }
+    if (!holds(fd_path(m_store.quarantine_fd(), q.name), e, 0)) {
+      TRY(auto src, find_source(e, static_cast<std::uint64_t>(st->st_ino)));
+      if (!src) return lost(e), Result<void>{};
+      // A store file keeps its own mode and mtime (an object's has no write bit).
+      Entry as_stored = e;
+      as_stored.mode = st->st_mode & (q.object ? 0555 : 07777);
+      if (!m_options.dry_run)
+        TRY_VOID(rewrite_in_place(m_store.quarantine_fd(), q.name, as_stored, *src, to_ns(st->st_mtim), label));
+      act(q.origin, "healed store file", src->label, fmt::format("inode {}, {} names", st->st_ino, st->st_nlink));
+    }
+    if (!m_options.dry_run) {
       if (::renameat2(m_store.quarantine_fd(), q.name.c_str(), origin_fd, origin_name.c_str(), RENAME_NOREPLACE) != 0 &&
           errno != EEXIST)
         return std::unexpected(os_error(errno, "move back " + label));
       TRY(auto back, stat_at(origin_fd, origin_name));
       TRY_VOID(m_db.release_quarantine(q.name, {q.origin, q.digest, stamp_of(back)}));
-      act(q.origin, "released from quarantine", label);
     }
+    act(q.origin, "released from quarantine", label);
     return {};
   }
 

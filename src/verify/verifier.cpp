@@ -41,6 +41,7 @@ enum class Verdict { good, bad, fixed };
 
 struct Checked {
   Verdict verdict = Verdict::good;
+  std::uint64_t handed_out_ino = 0;  // the inode its fingerprint names (what restored trees link)
   std::string reason;           // bad: why; fixed: what was put back
   std::optional<FileStamp> stamp;  // good or fixed: the fingerprint to record
   std::uint64_t ino = 0;
@@ -55,6 +56,7 @@ class Checker {
   Result<Checked> check(const Item& item, std::atomic<std::uint64_t>& bytes) const {
     const int dir_fd = item.object ? m_store.objects_fd() : m_store.variants_fd();
     Checked out;
+    if (auto p = m_prints.find(item.path); p != m_prints.end()) out.handed_out_ino = p->second.stamp.ino;
     auto fd = open_at(dir_fd, item.name, O_RDONLY | O_NOFOLLOW);
     if (!fd) {
       out.verdict = Verdict::bad;
@@ -188,7 +190,7 @@ Result<VerifySummary> verify_store(const ObjectStore& store, Database& db, unsig
   for (auto& o : objects) {
     if (only && !only->contains(o.digest)) continue;
     sizes[o.digest] = o.size;
-    if (in_quarantine.contains(o.digest)) continue;  // already reported; repair or a new snapshot heals it
+    if (in_quarantine.contains(o.digest)) continue;  // reported below from its quarantine row
     std::string name = layout::object_name(o.digest);
     items.push_back({o.digest, true, name, layout::store_path(layout::k_objects, name), o.size});
   }
@@ -229,9 +231,24 @@ Result<VerifySummary> verify_store(const ObjectStore& store, Database& db, unsig
     if (c.verdict != Verdict::bad) continue;
     BadObject bad{digest_text(store.algorithm(), item.digest), item.path, c.reason, {}, {}, {}, {}};
     const std::string_view top = item.object ? layout::k_objects : layout::k_variants;
-    TRY(bad.quarantined, quarantine_file(store, db, top, item.name, item.digest, c.ino, c.reason));
+    // The row names the inode the store handed out (the fingerprint's), which restored trees
+    // share, even when the file now under the name is another one (a replacement).
+    const std::uint64_t ino = c.handed_out_ino ? c.handed_out_ino : c.ino;
+    TRY(bad.quarantined, quarantine_file(store, db, top, item.name, item.digest, ino, c.reason));
     if (c.reason == "missing") bad.quarantined.clear();
-    TRY(auto users, users_of(store, db, item.digest, c.ino ? std::optional<std::uint64_t>(c.ino) : std::nullopt));
+    TRY(auto users, users_of(store, db, item.digest, ino ? std::optional<std::uint64_t>(ino) : std::nullopt));
+    bad.snapshots = std::move(users.snapshots);
+    bad.paths = std::move(users.paths);
+    bad.trees = std::move(users.trees);
+    summary.bad.push_back(std::move(bad));
+  }
+  // Content still in quarantine is still damaged: reported on every run until repair or a new
+  // snapshot brings an intact copy.
+  for (const auto& q : quarantined) {
+    if (!q.object || !sizes.contains(q.digest)) continue;
+    BadObject bad{digest_text(store.algorithm(), q.digest), q.origin, "in quarantine: " + q.reason,
+                  q.ino ? layout::store_path(layout::k_quarantine, q.name) : std::string(), {}, {}, {}};
+    TRY(auto users, users_of(store, db, q.digest, q.ino ? std::optional<std::uint64_t>(q.ino) : std::nullopt));
     bad.snapshots = std::move(users.snapshots);
     bad.paths = std::move(users.paths);
     bad.trees = std::move(users.trees);

@@ -62,7 +62,7 @@ TEST_F(SchemaTest, MigratesAVersion1DatabaseAndKeepsItsFiguresAfterwards) {
 
   auto db = Database::open(path, false);
   ASSERT_TRUE(ok(db));
-  EXPECT_EQ(**db->get_info("schema_version"), "2");
+  EXPECT_EQ(**db->get_info("schema_version"), std::to_string(k_schema_version));
   ASSERT_EQ(sqlite3_open(path.c_str(), &raw), SQLITE_OK);
   EXPECT_EQ(query(raw, "SELECT refcount FROM objects WHERE digest = x'01'"), 1);
   EXPECT_EQ(query(raw, "SELECT refcount FROM objects WHERE digest = x'02'"), 2);
