@@ -26,6 +26,7 @@
 #include "store/layout.hpp"
 #include "store/object_store.hpp"
 #include "util/thread_pool.hpp"
+#include "util/trace.hpp"
 #include "verify/repairer.hpp"
 #include "verify/tree_status.hpp"
 #include "verify/verifier.hpp"
@@ -208,7 +209,9 @@ Result<RestoreSummary> Store::restore(const std::string& name, const std::filesy
     summary.name = record.name + ":" + record.tag;
     summary.id = to_hex(record.manifest);
     // The tree is in place: a failure to record it is reported, and status/repair will not know it.
+    PhaseTimer timer("restore");
     TRY_VOID(record_restored_tree(db, manifest, outcome, summary.name, record.manifest));
+    timer.phase("record");
     TRY_VOID(db.touch_snapshot(record.row_id, now_ns()));
   }
   (void)auto_gc();
