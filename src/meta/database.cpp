@@ -142,7 +142,7 @@ Result<bool> Database::has_object(const std::string& digest) {
 
 Result<ObjectState> Database::object_state(const std::string& digest) {
   auto& s = m_cache->object_state;
-  if (!s) s = std::make_unique<Statement>(m_db, "SELECT refcount FROM objects WHERE digest = ?");
+  if (!s) s = std::make_unique<Statement>(m_db, "SELECT refcount, quarantined_ns FROM objects WHERE digest = ?");
   s->bind_blob(1, digest);
   auto row = s->step();
   if (!row) {
@@ -150,6 +150,7 @@ Result<ObjectState> Database::object_state(const std::string& digest) {
     return std::unexpected(row.error());
   }
   ObjectState state = !*row ? ObjectState::absent
+                      : s->i64(0) >= 0 && s->i64(1) != 0 ? ObjectState::quarantined
                       : s->i64(0) > 0  ? ObjectState::live
                       : s->i64(0) == 0 ? ObjectState::orphan
                                        : ObjectState::collecting;

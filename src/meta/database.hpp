@@ -106,6 +106,7 @@ enum class ObjectState {
   live,        // referenced by at least one snapshot
   orphan,      // referenced by none; garbage collection may remove it
   collecting,  // a collector is deleting it (refcount -1): treat as gone once it finishes
+  quarantined, // recorded, but damaged and moved to quarantine/: store intact content anew
 };
 
 // One row of `leases` (docs/format.md, "Leases").

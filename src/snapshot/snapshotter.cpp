@@ -128,6 +128,11 @@ Result<SnapshotSummary> take_snapshot(const ObjectStore& objects, Database& db, 
     if (claimed.contains(Digest(digest))) return false;
     auto state = db.object_state(digest);
     if (state && *state == ObjectState::live) return false;
+    if (state && *state == ObjectState::quarantined) {
+      (void)lease.hold(digest);  // an orphan in quarantine must survive until this commit
+      claimed.insert(Digest(digest));
+      return true;
+    }
     if (state && *state != ObjectState::absent) {
       auto held = lease.hold(digest);
       if (held && *held) return false;

@@ -12,6 +12,7 @@
 #include "core/digest.hpp"
 #include "store/layout.hpp"
 #include "util/thread_pool.hpp"
+#include "util/trace.hpp"
 
 namespace treesnap {
 namespace {
@@ -56,7 +57,20 @@ class Checker {
   Result<Checked> check(const Item& item, std::atomic<std::uint64_t>& bytes) const {
     const int dir_fd = item.object ? m_store.objects_fd() : m_store.variants_fd();
     Checked out;
-    if (auto p = m_prints.find(item.path); p != m_prints.end()) out.handed_out_ino = p->second.stamp.ino;
+    auto print = m_prints.find(item.path);
+    const bool known = print != m_prints.end() && print->second.digest == item.digest;
+    if (known) out.handed_out_ino = print->second.stamp.ino;
+    // The fast rule: an unchanged stat (ino, size, mtime, ctime, mode) means unchanged content,
+    // because no write, truncate, chmod or replacement leaves ctime as it was. One fstatat, no
+    // open: the file is opened only when it must be read.
+    if (m_fast && known) {
+      struct stat quick {};
+      if (::fstatat(dir_fd, item.name.c_str(), &quick, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(quick.st_mode) &&
+          print->second.stamp == stamp_of(quick)) {
+        out.ino = static_cast<std::uint64_t>(quick.st_ino);
+        return out;
+      }
+    }
     auto fd = open_at(dir_fd, item.name, O_RDONLY | O_NOFOLLOW);
     if (!fd) {
       out.verdict = Verdict::bad;
@@ -65,11 +79,6 @@ class Checker {
     }
     TRY(auto st, stat_fd(fd->get(), item.path));
     out.ino = static_cast<std::uint64_t>(st.st_ino);
-    auto print = m_prints.find(item.path);
-    const bool known = print != m_prints.end() && print->second.digest == item.digest;
-    // The fast rule: an unchanged stat (ino, size, mtime, ctime, mode) means unchanged content,
-    // because no write, truncate, chmod or replacement leaves ctime as it was.
-    if (m_fast && known && print->second.stamp == stamp_of(st)) return out;
     if (static_cast<std::uint64_t>(st.st_size) != item.size) {
       out.verdict = Verdict::bad;
       out.reason = fmt::format("size {}, expected {}", st.st_size, item.size);
@@ -180,6 +189,7 @@ Result<std::string> quarantine_file(const ObjectStore& store, Database& db, std:
 Result<VerifySummary> verify_store(const ObjectStore& store, Database& db, unsigned threads, bool fast,
                                    const std::optional<std::set<std::string>>& only) {
   const std::int64_t start = now_ns();
+  PhaseTimer timer("verify");
   std::vector<Item> items;
   std::unordered_map<std::string, std::uint64_t> sizes;
   TRY(auto objects, db.all_objects());
@@ -206,12 +216,14 @@ Result<VerifySummary> verify_store(const ObjectStore& store, Database& db, unsig
       items.push_back({digest, false, name, layout::store_path(layout::k_variants, name), size->second});
     }
   }
+  timer.phase("list");
   TRY(auto prints, db.fingerprints());
   std::unordered_map<std::string, Fingerprint> by_name;
   by_name.reserve(prints.size());
   for (auto& p : prints) by_name.emplace(p.name, std::move(p));
   Checker checker(store, fast, std::move(by_name));
 
+  timer.phase("fingerprints");
   std::vector<Checked> results(items.size());
   std::atomic<std::uint64_t> bytes{0};
   TRY_VOID(parallel_for(items.size(), threads, 16, [&](std::size_t i) -> Result<void> {
@@ -219,6 +231,7 @@ Result<VerifySummary> verify_store(const ObjectStore& store, Database& db, unsig
     return {};
   }));
 
+  timer.phase("check");
   VerifySummary summary;
   summary.fast = fast;
   std::vector<Fingerprint> good;
@@ -254,7 +267,9 @@ Result<VerifySummary> verify_store(const ObjectStore& store, Database& db, unsig
     bad.trees = std::move(users.trees);
     summary.bad.push_back(std::move(bad));
   }
+  timer.phase("report");
   TRY_VOID(db.put_fingerprints(good));
+  timer.phase("record");
   std::sort(summary.bad.begin(), summary.bad.end(), [](const BadObject& a, const BadObject& b) { return a.path < b.path; });
   summary.objects = items.size();
   summary.bytes = bytes.load();

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include "core/digest.hpp"
+#include "meta/database.hpp"
 #include "store_fixture.hpp"
 
 namespace treesnap::test {
@@ -263,6 +264,31 @@ TEST_F(IntegrityTest, ADamagedManifestFailsLoudly) {
   EXPECT_FALSE(ok(store().restore("env:v1", dir() / "never", {})));
   EXPECT_FALSE(fs::exists(dir() / "never"));
   EXPECT_FALSE(ok(store().status(env1(), {})));
+}
+
+TEST_F(IntegrityTest, GcDropsFingerprintsReleasedQuarantineFilesAndRecordsOfVanishedTrees) {
+  // Damage, quarantine, then an intact re-snapshot publishes the object anew: the damaged file
+  // in quarantine has no row any more and gc removes it.
+  write_through(object(), "garbage", false);
+  ASSERT_TRUE(ok(store().verify({.fast = true})));
+  ASSERT_EQ(list_dir(store_dir() / "quarantine").size(), 1u);
+  ASSERT_TRUE(ok(store().snapshot(src(), {.name = "env:v2"})));
+  EXPECT_EQ(read_file(object()), k_content) << "a snapshot of an intact copy publishes it anew";
+  force_remove(env2());
+  auto gc = store().gc({.grace_seconds = 0});
+  ASSERT_TRUE(ok(gc));
+  EXPECT_EQ(gc->quarantine_removed, 1u);
+  EXPECT_EQ(gc->restore_records_removed, 1u);
+  EXPECT_TRUE(list_dir(store_dir() / "quarantine").empty());
+  // Removing every snapshot and collecting: no fingerprint outlives its object.
+  ASSERT_TRUE(ok(store().remove("env:v1")));
+  ASSERT_TRUE(ok(store().remove("env:v2")));
+  ASSERT_TRUE(ok(store().gc({.grace_seconds = 0})));
+  auto db = Database::open((store_dir() / "treesnap.db").string(), false);
+  ASSERT_TRUE(ok(db));
+  auto prints = db->fingerprints();
+  ASSERT_TRUE(ok(prints));
+  EXPECT_TRUE(prints->empty()) << prints->front().name;
 }
 
 }  // namespace
