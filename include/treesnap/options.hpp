@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace treesnap {
 
@@ -72,7 +73,27 @@ struct RestoreOptions {
   std::function<void(const RestoreProgress&)> progress;
 };
 
-struct VerifyOptions {};
+struct VerifyOptions {
+  // Stat every object and link variant and re-hash only those whose stat differs from the
+  // fingerprint recorded when its content was last known good (docs/integrity.md). Default:
+  // re-hash everything.
+  bool fast = false;
+  // Only the objects these snapshots reference ("name:tag" or id prefix) and their variants;
+  // empty: the whole store.
+  std::vector<std::string> names;
+};
+
+// Store::status: how a restored tree differs from its snapshot.
+struct StatusOptions {
+  bool verify = false;  // hash every file too (default: hash only files whose stat changed)
+};
+
+// Store::repair: bring a restored tree back to its snapshot.
+struct RepairOptions {
+  std::vector<std::string> from;  // other stores to take intact bytes from (their objects/)
+  bool dry_run = false;           // report what would be done, change nothing
+  bool prune = false;             // also remove files and directories the snapshot does not have
+};
 
 // Garbage collection (Store::gc). With no target it removes orphans (objects no snapshot
 // references and no lease protects) and stale staging files. A target also evicts whole

@@ -93,15 +93,84 @@ struct RestoreSummary {
 
 struct BadObject {
   std::string digest;  // "sha256:<hex>"
-  std::string path;    // path of the file inside the store
-  std::string reason;  // "digest mismatch", "missing", "size mismatch", …
+  std::string path;    // path of the file inside the store ("objects/ab/<hex>", "variants/…")
+  std::string reason;  // "content does not match its digest", "missing", "size 0, expected 812", …
+  std::string quarantined;  // where it was moved ("quarantine/<name>"); empty if it was missing
+  std::vector<std::string> snapshots;  // "name:tag" of every snapshot that needs the content
+  std::vector<std::string> paths;      // "name:tag:path" of each file (or "(manifest)") it serves
+  std::vector<std::string> trees;      // restored files sharing the damaged inode (hardlinks)
+};
+
+// A store file whose content was intact but whose mode or mtime had changed (put back).
+struct FixedFile {
+  std::string path;
+  std::string what;  // "mode 0644 -> 0444", "mtime"
 };
 
 struct VerifySummary {
-  std::uint64_t objects = 0;   // objects re-hashed (manifests and link variants included)
+  bool fast = false;
+  std::uint64_t objects = 0;   // store files checked (objects, manifests and link variants)
+  std::uint64_t hashed = 0;    // of those, re-hashed (all of them unless fast)
   std::uint64_t bytes = 0;     // logical bytes re-hashed
-  std::vector<BadObject> bad;  // empty when the store is intact
+  std::vector<BadObject> bad;  // empty when the store is intact; each now in quarantine
+  std::vector<FixedFile> fixed;  // metadata put back; content intact
   double seconds = 0;
+  bool clean() const { return bad.empty() && fixed.empty(); }
+};
+
+// One difference between a restored tree and its snapshot.
+enum class ChangeKind {
+  content,   // bytes differ (or the file is unreadable), or a symlink's target
+  metadata,  // mode, owner or mtime
+  link,      // intact content, but no longer the inode it was linked to (hardlink structure broken)
+  type,      // another kind of file now
+  removed,
+  added,
+};
+const char* to_string(ChangeKind kind) noexcept;
+
+struct TreeChange {
+  std::string path;  // relative to the tree, manifest bytes
+  ChangeKind kind = ChangeKind::content;
+  std::string detail;
+};
+
+struct TreeStatus {
+  std::filesystem::path target;
+  std::string snapshot;  // "name:tag" restored
+  std::string id;
+  std::int64_t restored_ns = 0;
+  std::uint64_t entries = 0;  // manifest entries checked
+  std::uint64_t hashed = 0;   // files read and hashed
+  std::vector<TreeChange> changes;  // manifest order, then added paths
+  double seconds = 0;
+  bool clean() const { return changes.empty(); }
+};
+
+struct RepairAction {
+  std::string path;
+  std::string action;  // "rewrote in place", "replaced", "relinked", "recreated", "fixed metadata",
+                       // "removed", "healed store file", "released from quarantine"
+  std::string source;  // where the intact bytes came from, when bytes were written
+  std::string detail;
+};
+
+// Content no intact copy was found for.
+struct LostContent {
+  std::string digest;
+  std::vector<std::string> paths;      // in this tree
+  std::vector<std::string> snapshots;  // "name:tag" that need it
+  std::vector<std::string> trees;      // restored files holding it (target/path)
+};
+
+struct RepairReport {
+  std::filesystem::path target;
+  bool dry_run = false;
+  std::vector<RepairAction> actions;
+  std::vector<LostContent> lost;
+  std::vector<TreeChange> unrepaired;  // changes left (lost content, added files without prune)
+  double seconds = 0;
+  bool complete() const { return lost.empty(); }
 };
 
 // A snapshot garbage collection evicted (or would evict, in a dry run).
@@ -128,6 +197,8 @@ struct GcReport {
   std::uint64_t unrecorded_removed = 0;  // --full: files no row records
   std::uint64_t unrecorded_bytes = 0;
   std::uint64_t leases_cleaned = 0;    // rows of dead processes deleted
+  std::uint64_t quarantine_removed = 0;       // files in quarantine/ no longer recorded (released)
+  std::uint64_t restore_records_removed = 0;  // records of restored trees that no longer exist
   std::uint64_t store_bytes_before = 0, store_bytes_after = 0;  // recorded (after: estimated in a dry run)
   std::uint64_t fs_free_before = 0, fs_free_after = 0;          // statvfs (after: estimated in a dry run)
   bool target_met = true;  // false when pins, leases or the lack of snapshots left the target unmet
@@ -221,8 +292,22 @@ class Store {
   // Not thread-safe with itself: call from the owner's thread.
   void start_auto_gc(std::chrono::milliseconds interval);
   void stop_auto_gc();
-  // Re-hashes every object and link variant; damage is reported in the summary, not as an error.
+  // Checks every object and link variant (or those of options.names): re-hashes each, or with
+  // options.fast only those whose stat differs from their fingerprint. A damaged file is moved to
+  // quarantine/ (the database marks it; restore then fails with `corrupt` naming it) and reported
+  // with the snapshots, paths and restored trees that need it; a file with intact content but a
+  // changed mode or mtime is put back. Damage is reported in the summary, not as an error.
   Result<VerifySummary> verify(const VerifyOptions& options) const;
+  // How the tree restored at `target` differs from its snapshot, from its restore record plus a
+  // stat of each path (and a hash of files whose stat changed, or of all with options.verify).
+  // `not_found` when no restore into `target` is recorded.
+  Result<TreeStatus> status(const std::filesystem::path& target, const StatusOptions& options) const;
+  // Brings the tree at `target` back to its snapshot (docs/integrity.md, "Repair"): an inode with
+  // other names is rewritten in place so every name heals at once; a file only this tree has is
+  // replaced atomically. Intact bytes come from the store, the snapshot's source tree, trees
+  // restored by copy or reflink, variants, and options.from, each hashed before use. Content
+  // found nowhere is listed in `lost`. A second run changes nothing.
+  Result<RepairReport> repair(const std::filesystem::path& target, const RepairOptions& options) const;
 
   // Pushes snapshot `name` to `reference` ("oci://HOST[:PORT]/REPO:TAG"): objects of at least
   // 1 MiB as blobs of their own (skipped when the registry has them), the rest in packs, reusing

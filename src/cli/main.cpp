@@ -209,7 +209,34 @@ int main(int argc, char** argv) {
   std::vector<std::string> names;
   auto* rm = app.add_subcommand("rm", "remove snapshots (content stays until garbage collection)");
   rm->add_option("NAME", names, "NAME[:TAG] or id prefix")->required();
-  auto* verify = app.add_subcommand("verify", "re-hash every object; exit 1 naming each bad one");
+  VerifyOptions verify_options;
+  auto* verify = app.add_subcommand(
+      "verify", "check every object and link variant (or those of the snapshots NAME...); a damaged one is\n"
+                "moved to quarantine and reported with the snapshots, paths and restored trees that need it;\n"
+                "exit 1 when anything was damaged");
+  verify->add_flag("--fast", verify_options.fast,
+                   "re-hash only files whose stat (inode, size, mtime, ctime, mode) differs from the one recorded\n"
+                   "when their content was last known good: catches a write through any hardlink in seconds");
+  verify->add_option("NAME", verify_options.names, "NAME[:TAG] or id prefix (default: the whole store)");
+
+  StatusOptions status_options;
+  std::string tree_dir;
+  auto* status = app.add_subcommand(
+      "status", "how the tree treesnap restored at DIR differs from its snapshot (content, metadata, link,\n"
+                "type, removed, added); exit 1 when anything differs");
+  status->add_option("DIR", tree_dir, "a restored tree")->required();
+  status->add_flag("--verify", status_options.verify, "hash every file (default: only files whose stat changed)");
+
+  RepairOptions repair_options;
+  auto* repair = app.add_subcommand(
+      "repair", "bring the restored tree at DIR back to its snapshot: a damaged inode with other names is\n"
+                "rewritten in place (every name heals, link counts stay), a file only DIR has is replaced\n"
+                "atomically; intact bytes come from the store, the snapshot's source, trees restored by copy\n"
+                "or reflink, or --from stores, each hashed first. Exit 1 when content is lost");
+  repair->add_option("DIR", tree_dir, "a restored tree")->required();
+  repair->add_option("--from", repair_options.from, "another store to take intact objects from (repeatable)");
+  repair->add_flag("--dry-run", repair_options.dry_run, "report what would be done; change nothing");
+  repair->add_flag("--prune", repair_options.prune, "also remove files and directories the snapshot does not have");
 
   std::string pin_name;
   auto* pin = app.add_subcommand("pin", "protect snapshot NAME from eviction by gc");
@@ -450,17 +477,25 @@ int main(int argc, char** argv) {
     return k_exit_ok;
   }
   if (verify->parsed()) {
-    auto result = store->verify({});
+    auto result = store->verify(verify_options);
     if (!result) return report(result.error());
-    if (g.json) {
-      print_json(cli::to_json(*result));
-    } else {
-      for (const auto& b : result->bad) fmt::print("bad: {} {}: {}\n", b.digest, b.path, b.reason);
-      if (!g.quiet)
-        fmt::print("verified {} objects, {} in {:.2f} s: {}\n", result->objects, cli::human_bytes(result->bytes),
-                   result->seconds, result->bad.empty() ? "all good" : fmt::format("{} bad", result->bad.size()));
-    }
-    return result->bad.empty() ? k_exit_ok : k_exit_failure;
+    if (g.json) print_json(cli::to_json(*result));
+    else fmt::print("{}", cli::to_text(*result, g.quiet));
+    return result->clean() ? k_exit_ok : k_exit_failure;
+  }
+  if (status->parsed()) {
+    auto result = store->status(tree_dir, status_options);
+    if (!result) return report(result.error());
+    if (g.json) print_json(cli::to_json(*result));
+    else fmt::print("{}", cli::to_text(*result, g.quiet));
+    return result->clean() ? k_exit_ok : k_exit_failure;
+  }
+  if (repair->parsed()) {
+    auto result = store->repair(tree_dir, repair_options);
+    if (!result) return report(result.error());
+    if (g.json) print_json(cli::to_json(*result));
+    else fmt::print("{}", cli::to_text(*result, g.quiet));
+    return result->complete() ? k_exit_ok : k_exit_failure;
   }
   return k_exit_usage;
 }

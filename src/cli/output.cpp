@@ -175,8 +175,94 @@ std::string to_text(const ProbeReport& p, std::string_view indent) {
 
 nlohmann::json to_json(const VerifySummary& v) {
   nlohmann::json bad = nlohmann::json::array();
-  for (const auto& b : v.bad) bad.push_back({{"digest", b.digest}, {"path", b.path}, {"reason", b.reason}});
-  return {{"objects", v.objects}, {"bytes", v.bytes}, {"bad", bad}, {"seconds", v.seconds}};
+  auto strings = [](const std::vector<std::string>& list) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& s : list) out.push_back(json_string(s));
+    return out;
+  };
+  for (const auto& b : v.bad)
+    bad.push_back({{"digest", b.digest}, {"path", b.path}, {"reason", b.reason}, {"quarantined", b.quarantined},
+                   {"snapshots", strings(b.snapshots)}, {"paths", strings(b.paths)}, {"trees", strings(b.trees)}});
+  nlohmann::json fixed = nlohmann::json::array();
+  for (const auto& f : v.fixed) fixed.push_back({{"path", f.path}, {"fixed", f.what}});
+  return {{"fast", v.fast}, {"objects", v.objects}, {"hashed", v.hashed}, {"bytes", v.bytes}, {"bad", bad},
+          {"fixed", fixed}, {"seconds", v.seconds}};
+}
+
+std::string to_text(const VerifySummary& v, bool quiet) {
+  std::string out;
+  for (const auto& b : v.bad) {
+    out += fmt::format("bad: {} {}: {}{}\n", b.digest, b.path, b.reason,
+                       b.quarantined.empty() ? "" : " (moved to " + b.quarantined + ")");
+    for (const auto& p : b.paths) out += fmt::format("  needed by {}\n", json_string(p));
+    for (const auto& t : b.trees) out += fmt::format("  damaged in restored tree: {}\n", json_string(t));
+  }
+  for (const auto& f : v.fixed) out += fmt::format("fixed: {}: {}\n", f.path, f.what);
+  if (!quiet)
+    out += fmt::format("verified {} store files ({}; {} hashed, {}) in {:.2f} s: {}\n", v.objects,
+                       v.fast ? "fast" : "full", v.hashed, human_bytes(v.bytes), v.seconds,
+                       v.clean() ? "all good" : fmt::format("{} bad, {} fixed", v.bad.size(), v.fixed.size()));
+  return out;
+}
+
+nlohmann::json to_json(const TreeStatus& s) {
+  nlohmann::json changes = nlohmann::json::array();
+  for (const auto& c : s.changes)
+    changes.push_back({{"path", json_string(c.path)}, {"kind", to_string(c.kind)}, {"detail", c.detail}});
+  return {{"target", s.target.string()}, {"snapshot", s.snapshot}, {"id", s.id}, {"restored", rfc3339(s.restored_ns)},
+          {"entries", s.entries}, {"hashed", s.hashed}, {"clean", s.clean()}, {"changes", changes},
+          {"seconds", s.seconds}};
+}
+
+std::string to_text(const TreeStatus& s, bool quiet) {
+  std::string out;
+  for (const auto& c : s.changes)
+    out += fmt::format("{:<8} {}{}\n", to_string(c.kind), c.path.empty() ? "." : json_string(c.path),
+                       c.detail.empty() ? "" : ": " + c.detail);
+  if (!quiet)
+    out += fmt::format("{} restored from {} ({}) on {}: {} entries, {} hashed, {} in {:.2f} s\n", s.target.string(),
+                       s.snapshot, s.id.substr(0, 12), rfc3339(s.restored_ns), s.entries, s.hashed,
+                       s.clean() ? "unchanged" : fmt::format("{} changes", s.changes.size()), s.seconds);
+  return out;
+}
+
+nlohmann::json to_json(const RepairReport& r) {
+  nlohmann::json actions = nlohmann::json::array();
+  for (const auto& a : r.actions)
+    actions.push_back({{"path", json_string(a.path)}, {"action", a.action}, {"source", json_string(a.source)},
+                       {"detail", a.detail}});
+  nlohmann::json lost = nlohmann::json::array();
+  for (const auto& l : r.lost) {
+    nlohmann::json paths = nlohmann::json::array(), trees = nlohmann::json::array();
+    for (const auto& p : l.paths) paths.push_back(json_string(p));
+    for (const auto& t : l.trees) trees.push_back(json_string(t));
+    lost.push_back({{"digest", l.digest}, {"paths", paths}, {"snapshots", l.snapshots}, {"trees", trees}});
+  }
+  nlohmann::json left = nlohmann::json::array();
+  for (const auto& c : r.unrepaired)
+    left.push_back({{"path", json_string(c.path)}, {"kind", to_string(c.kind)}, {"detail", c.detail}});
+  return {{"target", r.target.string()}, {"dry_run", r.dry_run}, {"actions", actions}, {"lost", lost},
+          {"unrepaired", left}, {"complete", r.complete()}, {"seconds", r.seconds}};
+}
+
+std::string to_text(const RepairReport& r, bool quiet) {
+  std::string out;
+  const char* would = r.dry_run ? "would have " : "";
+  for (const auto& a : r.actions)
+    out += fmt::format("{}{}: {}{}{}\n", would, a.action, a.path.empty() ? "." : json_string(a.path),
+                       a.source.empty() ? "" : " from " + json_string(a.source), a.detail.empty() ? "" : " (" + a.detail + ")");
+  for (const auto& l : r.lost) {
+    out += fmt::format("LOST: {}: no intact copy anywhere\n", l.digest);
+    for (const auto& p : l.paths) out += fmt::format("  needed here by {}\n", json_string(p));
+    for (const auto& s : l.snapshots) out += fmt::format("  needed by snapshot {}\n", s);
+    for (const auto& t : l.trees) out += fmt::format("  held by restored file {}\n", json_string(t));
+  }
+  for (const auto& c : r.unrepaired)
+    if (c.kind == ChangeKind::added) out += fmt::format("kept added {} (--prune removes it)\n", json_string(c.path));
+  if (!quiet)
+    out += fmt::format("{}: {} actions{}, {:.2f} s\n", r.target.string(), r.actions.size(),
+                       r.lost.empty() ? "" : fmt::format(", {} contents lost", r.lost.size()), r.seconds);
+  return out;
 }
 
 nlohmann::json to_json(const Entry& e, DigestAlgorithm algorithm) {
@@ -246,6 +332,8 @@ nlohmann::json to_json(const GcReport& r) {
           {"unrecorded_removed", r.unrecorded_removed},
           {"unrecorded_bytes", r.unrecorded_bytes},
           {"leases_cleaned", r.leases_cleaned},
+          {"quarantine_removed", r.quarantine_removed},
+          {"restore_records_removed", r.restore_records_removed},
           {"store_bytes_before", r.store_bytes_before},
           {"store_bytes_after", r.store_bytes_after},
           {"fs_free_before", r.fs_free_before},

@@ -38,5 +38,10 @@ nlohmann::json to_json(const Settings& s);
 std::string to_text(const Settings& s);
 std::string to_text(const GcReport& r);
 std::string to_text(const UsageReport& u);
+nlohmann::json to_json(const TreeStatus& s);
+nlohmann::json to_json(const RepairReport& r);
+std::string to_text(const VerifySummary& v, bool quiet);
+std::string to_text(const TreeStatus& s, bool quiet);
+std::string to_text(const RepairReport& r, bool quiet);
 
 }  // namespace treesnap::cli

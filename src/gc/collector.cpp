@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <set>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -210,6 +211,35 @@ class Collector {
     return {};
   }
 
+  // Files in quarantine/ whose row is gone: released (an intact copy was published anew) or their
+  // object collected. A file newer than the grace period (by ctime: the move into quarantine sets
+  // it) is kept, since verify moves the file before it writes the row. Restore records of trees
+  // that no longer exist go too.
+  Result<void> quarantine() {
+    TRY(auto rows, m_db.quarantined());
+    std::set<std::string> recorded;
+    for (const auto& r : rows) recorded.insert(r.name);
+    TRY(auto names, list_names(m_store.quarantine_fd(), "."));
+    const std::int64_t cutoff = now_ns() - m_options.grace_seconds * 1'000'000'000;
+    for (const auto& n : names) {
+      auto st = stat_at(m_store.quarantine_fd(), n);
+      if (!st || recorded.contains(n) || to_ns(st->st_ctim) > cutoff) continue;
+      m_report.quarantine_removed += 1;
+      m_report.bytes_freed += freed_if_unlinked(*st);
+      if (!m_options.dry_run) TRY_VOID(unlink_quietly(m_store.quarantine_fd(), n));
+    }
+    TRY(auto restores, m_db.restores());
+    for (const auto& r : restores) {
+      struct stat st {};
+      const int rc = ::stat(r.target.c_str(), &st);
+      if (rc == 0 && S_ISDIR(st.st_mode)) continue;
+      if (rc != 0 && errno != ENOENT && errno != ENOTDIR) continue;  // unreachable now, not gone
+      m_report.restore_records_removed += 1;
+      if (!m_options.dry_run) TRY_VOID(m_db.forget_restore(r.id));
+    }
+    return {};
+  }
+
   // --full: files under objects/ and variants/ that no row records, older than the grace period
   // and than every live lease (a running snapshot's objects have no row until it commits).
   Result<void> unrecorded() {
@@ -313,6 +343,8 @@ Result<GcReport> collect_garbage(const ObjectStore& store, const std::string& db
   }
   TRY_VOID(collector.staging());
   timer.phase("staging");
+  TRY_VOID(collector.quarantine());
+  timer.phase("quarantine");
   if (options.full) {
     TRY_VOID(collector.unrecorded());
     timer.phase("full");

@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include <fmt/format.h>
@@ -23,6 +24,7 @@
 #include "remote/reference.hpp"
 #include "remote/registry.hpp"
 #include "restore/probe.hpp"
+#include "restore/record.hpp"
 #include "restore/restorer.hpp"
 #include "snapshot/snapshotter.hpp"
 #include "store/layout.hpp"
@@ -30,6 +32,9 @@
 #include "transfer/pull.hpp"
 #include "transfer/push.hpp"
 #include "util/thread_pool.hpp"
+#include "util/trace.hpp"
+#include "verify/repairer.hpp"
+#include "verify/tree_status.hpp"
 #include "verify/verifier.hpp"
 
 namespace treesnap {
@@ -118,6 +123,31 @@ struct Store::Impl {
     return remote::RegistryClient::open(ref, std::move(client_options));
   }
 
+  // A snapshot that needs a quarantined object cannot be restored: `corrupt`, naming the object
+  // and the paths that need it (docs/integrity.md).
+  Result<void> refuse_quarantined(Database& db, const SnapshotRecord& record, const Manifest& manifest) const {
+    TRY(auto quarantined, db.quarantined());
+    std::vector<std::string> damaged, paths;
+    for (const auto& q : quarantined) {
+      if (!q.object) continue;
+      bool needed = false;
+      for (const auto& e : manifest.entries) {
+        if (e.type != EntryType::file || e.digest.view() != q.digest) continue;
+        needed = true;
+        if (paths.size() < 10) paths.push_back(e.path);
+      }
+      if (needed) damaged.push_back(digest_text(objects.algorithm(), q.digest));
+    }
+    if (damaged.empty()) return {};
+    std::string list;
+    for (const auto& p : paths) list += (list.empty() ? "" : ", ") + fmt::format("{:?}", p);
+    return std::unexpected(make_error(
+        ErrorCode::corrupt, fmt::format("snapshot {}:{} needs {} damaged object(s) in quarantine ({}{}), for {}; run "
+                                        "treesnap repair on a tree restored from it, or snapshot an intact copy again",
+                                        record.name, record.tag, damaged.size(), damaged.front(),
+                                        damaged.size() > 1 ? ", …" : "", list)));
+  }
+
   SnapshotSummary summarize(const SnapshotRecord& r) const {
     SnapshotSummary s;
     s.name = r.name + ":" + r.tag;
@@ -202,9 +232,15 @@ Result<RestoreSummary> Store::restore(const std::string& name, const std::filesy
     TRY(auto record, m_impl->resolve(db, name));
     TRY(auto manifest, m_impl->load_manifest(record));
     TRY_VOID(validate_manifest(manifest));
-    TRY(summary, restore_tree(m_impl->objects, db, manifest, target, options, m_impl->threads));
+    TRY_VOID(m_impl->refuse_quarantined(db, record, manifest));
+    TRY(auto outcome, restore_tree(m_impl->objects, db, manifest, target, options, m_impl->threads));
+    summary = outcome.summary;
     summary.name = record.name + ":" + record.tag;
     summary.id = to_hex(record.manifest);
+    // The tree is in place: a failure to record it is reported, and status/repair will not know it.
+    PhaseTimer timer("restore");
+    TRY_VOID(record_restored_tree(db, manifest, outcome, summary.name, record.manifest));
+    timer.phase("record");
     TRY_VOID(db.touch_snapshot(record.row_id, now_ns()));
   }
   (void)auto_gc();
@@ -291,9 +327,54 @@ void Store::stop_auto_gc() {
   state.thread.join();
 }
 
-Result<VerifySummary> Store::verify(const VerifyOptions&) const {
+Result<VerifySummary> Store::verify(const VerifyOptions& options) const {
   TRY(auto db, m_impl->db());
-  return verify_store(m_impl->objects, db, m_impl->threads);
+  std::optional<std::set<std::string>> only;
+  if (!options.names.empty()) {
+    only.emplace();
+    for (const auto& name : options.names) {
+      TRY(auto record, m_impl->resolve(db, name));
+      TRY(auto refs, db.snapshot_refs(record.row_id));
+      for (auto& r : refs) only->insert(std::move(r.digest));
+      only->insert(record.manifest);
+    }
+  }
+  return verify_store(m_impl->objects, db, m_impl->threads, options.fast, only);
+}
+
+Result<TreeStatus> Store::status(const std::filesystem::path& target, const StatusOptions& options) const {
+  const std::int64_t start = now_ns();
+  TRY(auto db, m_impl->db());
+  TRY(auto scan, scan_restored_tree(m_impl->objects, db, target, options.verify, m_impl->threads));
+  TreeStatus status;
+  status.target = scan.target;
+  status.snapshot = scan.record.snapshot;
+  status.id = to_hex(scan.record.manifest);
+  status.restored_ns = scan.record.restored_ns;
+  status.entries = scan.manifest.entries.size();
+  status.hashed = scan.hashed;
+  for (auto& f : scan.findings) status.changes.push_back(std::move(f.change));
+  status.seconds = static_cast<double>(now_ns() - start) / 1e9;
+  return status;
+}
+
+Result<RepairReport> Store::repair(const std::filesystem::path& target, const RepairOptions& options) const {
+  TRY(auto db, m_impl->db());
+  // Like a restore, repair reads objects: a lease keeps gc from removing them meanwhile.
+  TRY(auto lease, Lease::acquire(m_impl->db_path, "repair"));
+  return repair_tree(m_impl->objects, db, target, options, m_impl->threads);
+}
+
+const char* to_string(ChangeKind kind) noexcept {
+  switch (kind) {
+    case ChangeKind::content: return "content";
+    case ChangeKind::metadata: return "metadata";
+    case ChangeKind::link: return "link";
+    case ChangeKind::type: return "type";
+    case ChangeKind::removed: return "removed";
+    case ChangeKind::added: return "added";
+  }
+  return "?";
 }
 
 Result<TransferSummary> Store::push(const std::string& name, const std::string& reference,

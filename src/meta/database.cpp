@@ -22,7 +22,7 @@ using sql::Statement;
 
 constexpr const char* k_snapshot_columns =
     "id, name, tag, manifest, created_ns, last_used_ns, entries, files, bytes, new_objects, new_bytes, "
-    "pinned, unique_objects, unique_bytes";
+    "pinned, unique_objects, unique_bytes, source";
 
 SnapshotRecord read_snapshot(const Statement& s) {
   SnapshotRecord r;
@@ -40,6 +40,7 @@ SnapshotRecord read_snapshot(const Statement& s) {
   r.pinned = s.i64(11) != 0;
   r.unique_objects = s.u64(12);
   r.unique_bytes = s.u64(13);
+  r.source = s.text(14);
   return r;
 }
 
@@ -155,7 +156,7 @@ Result<void> Database::record_probe(const ProbeRecord& p) {
 
 Result<bool> Database::has_object(const std::string& digest) {
   auto& s = m_cache->has_object;
-  if (!s) s = std::make_unique<Statement>(m_db, "SELECT 1 FROM objects WHERE digest = ? AND refcount > 0");
+  if (!s) s = std::make_unique<Statement>(m_db, "SELECT 1 FROM objects WHERE digest = ? AND refcount > 0 AND quarantined_ns = 0");
   s->bind_blob(1, digest);
   auto row = s->step();
   s->reset();
@@ -164,7 +165,7 @@ Result<bool> Database::has_object(const std::string& digest) {
 
 Result<ObjectState> Database::object_state(const std::string& digest) {
   auto& s = m_cache->object_state;
-  if (!s) s = std::make_unique<Statement>(m_db, "SELECT refcount FROM objects WHERE digest = ?");
+  if (!s) s = std::make_unique<Statement>(m_db, "SELECT refcount, quarantined_ns FROM objects WHERE digest = ?");
   s->bind_blob(1, digest);
   auto row = s->step();
   if (!row) {
@@ -172,6 +173,7 @@ Result<ObjectState> Database::object_state(const std::string& digest) {
     return std::unexpected(row.error());
   }
   ObjectState state = !*row ? ObjectState::absent
+                      : s->i64(0) >= 0 && s->i64(1) != 0 ? ObjectState::quarantined
                       : s->i64(0) > 0  ? ObjectState::live
                       : s->i64(0) == 0 ? ObjectState::orphan
                                        : ObjectState::collecting;
@@ -195,7 +197,8 @@ Result<std::optional<StatRecord>> Database::lookup_stat(const StatRecord& key) {
   if (!s)
     s = std::make_unique<Statement>(
         m_db, "SELECT s.digest, s.ranges FROM stat_cache s JOIN objects o ON o.digest = s.digest "
-              "WHERE s.dev = ? AND s.ino = ? AND s.size = ? AND s.mtime_ns = ? AND s.ctime_ns = ? AND o.refcount > 0");
+              "WHERE s.dev = ? AND s.ino = ? AND s.size = ? AND s.mtime_ns = ? AND s.ctime_ns = ? AND o.refcount > 0 "
+              "AND o.quarantined_ns = 0");
   s->bind(1, key.dev).bind(2, key.ino).bind(3, key.size).bind(4, key.mtime_ns).bind(5, key.ctime_ns);
   auto row = s->step();
   if (!row || !*row) {
@@ -230,12 +233,13 @@ Result<void> Database::commit_snapshot(const SnapshotRecord& snap, std::size_t o
       const std::uint64_t disk = o.disk_bytes ? o.disk_bytes : (o.size + 4095) / 4096 * 4096;
       TRY_VOID(object.bind_blob(1, o.digest).bind(2, o.size).bind(3, snap.created_ns).bind(4, snap.created_ns)
                    .bind(5, disk).run());
+      if (o.stamp) TRY_VOID(put_published(o.digest, o.fingerprint_name, *o.stamp));
     }
     Statement insert(m_db, "INSERT INTO snapshots(name, tag, manifest, created_ns, last_used_ns, entries, files, "
-                           "bytes, new_objects, new_bytes) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+                           "bytes, new_objects, new_bytes, source) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
     insert.bind_text(1, snap.name).bind_text(2, snap.tag).bind_blob(3, snap.manifest);
     insert.bind(4, snap.created_ns).bind(5, snap.last_used_ns).bind(6, snap.entries).bind(7, snap.files);
-    insert.bind(8, snap.bytes).bind(9, snap.new_objects).bind(10, snap.new_bytes);
+    insert.bind(8, snap.bytes).bind(9, snap.new_objects).bind(10, snap.new_bytes).bind_text(11, snap.source);
     TRY_VOID(insert.run());
     std::int64_t row_id = sqlite3_last_insert_rowid(m_db);
     Statement ref(m_db, "INSERT OR IGNORE INTO refs(snapshot, digest) VALUES(?, ?)");

@@ -14,10 +14,11 @@
 
 #include "treesnap/result.hpp"
 #include "util/error.hpp"
+#include "util/posix.hpp"
 
 namespace treesnap {
 
-inline constexpr int k_schema_version = 3;
+inline constexpr int k_schema_version = 4;
 
 struct SnapshotRecord {
   std::int64_t row_id = 0;
@@ -31,6 +32,7 @@ struct SnapshotRecord {
   // Objects only this snapshot references and the disk bytes they hold: what evicting it frees
   // (kept by triggers, see meta/schema.cpp).
   std::uint64_t unique_objects = 0, unique_bytes = 0;
+  std::string source;  // absolute path of the snapshotted tree (schema 3; empty before)
 };
 
 struct ObjectRecord {
@@ -39,6 +41,63 @@ struct ObjectRecord {
   // Bytes the object's inode occupies (st_blocks * 512 when it was published); 0 = unknown, then
   // the size rounded up to 4 KiB blocks is recorded.
   std::uint64_t disk_bytes = 0;
+  // The published inode's stat when this snapshot published the object (its content was hashed
+  // while written): recorded as its fingerprint, and the object leaves quarantine if it was in.
+  std::optional<FileStamp> stamp;
+  std::string fingerprint_name;  // the object's path under the store, with `stamp`
+};
+
+// The stat of a store file (`name`: "objects/ab/<hex>" or "variants/ab/<name>") when its content
+// was last known to equal `digest` (docs/integrity.md, "Fingerprints").
+struct Fingerprint {
+  std::string name;
+  std::string digest;
+  FileStamp stamp;
+};
+
+// treesnap linked a restored name to store file `name`, whose stat was `before` just before;
+// its inode's ctime is `ctime_after` now.
+struct LinkStamp {
+  std::string name;
+  FileStamp before;
+  std::int64_t ctime_after = 0;
+};
+
+// A file moved from `origin` (an object or variant path) to quarantine/`name`.
+struct QuarantineRecord {
+  std::string name, origin, digest;
+  bool object = false;  // origin is the object itself (not a link variant)
+  std::uint64_t ino = 0;
+  std::int64_t quarantined_ns = 0;
+  std::string reason;
+};
+
+// How a restored regular file got its content (restore_entries.strategy).
+enum class PlacedBy { fresh = 0, hardlink = 1, reflink = 2, copy = 3 };
+
+struct RestoreRecord {
+  std::int64_t id = 0;
+  std::string target;    // absolute path
+  std::string snapshot;  // "name:tag" at the time of the restore
+  std::string manifest;  // raw digest bytes: the snapshot's id
+  std::int64_t restored_ns = 0;
+  std::uint64_t hardlinked = 0, reflinked = 0, copied = 0, empty = 0;
+};
+
+// One regular file of a restored tree: its stat once in place (after the rename), how it was
+// placed, and its content's digest (empty for an empty file).
+struct RestoreEntryRecord {
+  std::string path;  // relative to the target, manifest bytes
+  FileStamp stamp;
+  PlacedBy placed = PlacedBy::fresh;
+  std::string digest;
+};
+
+// A regular file of some restored tree holding `digest`.
+struct TreeFile {
+  std::string target, path;
+  PlacedBy placed = PlacedBy::fresh;
+  std::uint64_t ino = 0;
 };
 
 // What the database says about one digest.
@@ -47,6 +106,7 @@ enum class ObjectState {
   live,        // referenced by at least one snapshot
   orphan,      // referenced by none; garbage collection may remove it
   collecting,  // a collector is deleting it (refcount -1): treat as gone once it finishes
+  quarantined, // recorded, but damaged and moved to quarantine/: store intact content anew
 };
 
 // One row of `leases` (docs/format.md, "Leases").
@@ -191,11 +251,42 @@ class Database {
   // Any row, whatever its state (the --full sweep's question).
   Result<bool> is_recorded(const std::string& digest);
 
+  // --- Integrity: fingerprints, quarantine, restore records (meta/database_integrity.cpp) ---
+  Result<std::vector<Fingerprint>> fingerprints();
+  Result<std::vector<Fingerprint>> fingerprints_of_inode(std::uint64_t ino);
+  // Inserts or replaces, in one transaction.
+  Result<void> put_fingerprints(const std::vector<Fingerprint>& rows);
+  // For each link treesnap made, in order: moves the fingerprint's ctime to `ctime_after` only
+  // when the row still equals `before` (nothing else touched the inode in between). One
+  // transaction.
+  Result<void> record_links(const std::vector<LinkStamp>& links);
+  // Records a file just moved into quarantine: its row, its fingerprint dropped, and for an
+  // object (origin under objects/) objects.quarantined_ns set.
+  Result<void> add_quarantine(const QuarantineRecord& record);
+  Result<std::vector<QuarantineRecord>> quarantined();
+  // The file is back at its origin with intact content: drops the row, clears the object's mark
+  // and records `fingerprint`.
+  Result<void> release_quarantine(const std::string& name, const Fingerprint& fingerprint);
+  // Snapshots whose refs include `digest`.
+  Result<std::vector<SnapshotRecord>> snapshots_referencing(const std::string& digest);
+  Result<std::optional<std::uint64_t>> object_size(const std::string& digest);
+
+  // Replaces any record of the same target; entries in one transaction (one prepared insert).
+  Result<std::int64_t> record_restore(const RestoreRecord& record, const std::vector<RestoreEntryRecord>& entries);
+  Result<std::optional<RestoreRecord>> find_restore(const std::string& target);
+  Result<std::vector<RestoreRecord>> restores();
+  Result<void> forget_restore(std::int64_t restore_id);
+  Result<std::vector<RestoreEntryRecord>> restore_entries(std::int64_t restore_id);
+  Result<void> update_restore_entries(std::int64_t restore_id, const std::vector<RestoreEntryRecord>& entries);
+  Result<std::vector<TreeFile>> tree_files_with(const std::string& digest);
+
  private:
   struct StatementCache;
   explicit Database(sqlite3* db);
   Result<void> exec(const char* sql);
   Result<void> put_stat_rows(std::size_t count, const std::function<StatRecord(std::size_t)>& row);
+  // Fingerprint of a freshly published object; takes it out of quarantine.
+  Result<void> put_published(const std::string& digest, const std::string& name, const FileStamp& stamp);
   Result<std::vector<CollectCandidate>> orphans_query(std::int64_t self, std::size_t limit);
   Result<bool> remove_snapshot_rows(const std::string& name, const std::string& tag);
   // Runs `body` inside BEGIN IMMEDIATE … COMMIT, rolling back when it fails.

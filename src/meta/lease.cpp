@@ -55,7 +55,7 @@ Result<bool> Lease::hold(const std::string& digest) {
   for (;;) {
     std::unique_lock lock(m_mutex);
     TRY(auto state, m_db.hold_object(digest));
-    if (state == ObjectState::live || state == ObjectState::orphan) return true;
+    if (state == ObjectState::live || state == ObjectState::orphan || state == ObjectState::quarantined) return true;
     if (state == ObjectState::absent) return false;
     // Being collected: wait for the collector, unless it died mid-way.
     TRY(auto collector, m_db.collector_of(digest));

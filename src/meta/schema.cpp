@@ -129,15 +129,59 @@ CREATE TABLE fs_probes(
   link_errno INTEGER NOT NULL, reflink_errno INTEGER NOT NULL, copy_range_errno INTEGER NOT NULL,
   probed_ns INTEGER NOT NULL,
   PRIMARY KEY(store_fsid, target_fsid)) WITHOUT ROWID;
-
 UPDATE store_info SET value = '3' WHERE key = 'schema_version';
+)sql";
+
+// Version 4: integrity (docs/integrity.md). Self-contained, so it can be renumbered.
+//
+// fingerprints: the stat of each object and link variant (by its path under the store) when its
+//   content was last known good: at publication, after a re-hash, and again after treesnap itself
+//   linked it (a link changes ctime). `verify --fast` re-hashes only files whose stat differs.
+// quarantine: damaged files moved out of objects/ and variants/ into quarantine/; an object in
+//   quarantine has objects.quarantined_ns set, so nothing restores from it and the next snapshot
+//   of intact content publishes it anew.
+// restores, restore_entries: each tree treesnap restored (target, snapshot, counts) and, per
+//   regular file, the stat it had once in place, the rung that placed it and its digest: what
+//   `status` and `repair` compare against, and the copies `repair` can heal from.
+// snapshots.source: the absolute source path, the first place repair looks for intact bytes.
+// Rows of all three follow their object: deleting an object's row deletes its fingerprints
+// (variants' included) and quarantine rows, so gc needs no new query to stay consistent.
+constexpr const char* k_migrate_v4 = R"sql(
+ALTER TABLE objects ADD COLUMN quarantined_ns INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE snapshots ADD COLUMN source TEXT NOT NULL DEFAULT '';
+CREATE TABLE fingerprints(
+  name TEXT PRIMARY KEY, digest BLOB NOT NULL, ino INTEGER NOT NULL, size INTEGER NOT NULL,
+  mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, mode INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX fingerprints_by_digest ON fingerprints(digest);
+CREATE INDEX fingerprints_by_ino ON fingerprints(ino);
+CREATE TABLE quarantine(
+  name TEXT PRIMARY KEY, origin TEXT NOT NULL, object INTEGER NOT NULL, digest BLOB NOT NULL, ino INTEGER NOT NULL,
+  quarantined_ns INTEGER NOT NULL, reason TEXT NOT NULL) WITHOUT ROWID;
+CREATE INDEX quarantine_by_digest ON quarantine(digest);
+CREATE TABLE restores(
+  id INTEGER PRIMARY KEY, target TEXT NOT NULL UNIQUE, snapshot TEXT NOT NULL, manifest BLOB NOT NULL,
+  restored_ns INTEGER NOT NULL, hardlinked INTEGER NOT NULL, reflinked INTEGER NOT NULL,
+  copied INTEGER NOT NULL, empty INTEGER NOT NULL);
+CREATE TABLE restore_entries(
+  restore INTEGER NOT NULL, path BLOB NOT NULL, ino INTEGER NOT NULL, size INTEGER NOT NULL,
+  mtime_ns INTEGER NOT NULL, ctime_ns INTEGER NOT NULL, mode INTEGER NOT NULL,
+  strategy INTEGER NOT NULL, digest BLOB NOT NULL, PRIMARY KEY(restore, path)) WITHOUT ROWID;
+CREATE INDEX restore_entries_by_digest ON restore_entries(digest);
+CREATE TRIGGER restores_removed AFTER DELETE ON restores BEGIN
+  DELETE FROM restore_entries WHERE restore = OLD.id;
+END;
+CREATE TRIGGER objects_integrity_removed AFTER DELETE ON objects BEGIN
+  DELETE FROM fingerprints WHERE digest = OLD.digest;
+  DELETE FROM quarantine WHERE digest = OLD.digest;
+END;
+UPDATE store_info SET value = '4' WHERE key = 'schema_version';
 )sql";
 
 struct Migration {
   int to_version;
   const char* sql;
 };
-constexpr Migration k_migrations[] = {{2, k_migrate_v2}, {3, k_migrate_v3}};
+constexpr Migration k_migrations[] = {{2, k_migrate_v2}, {3, k_migrate_v3}, {4, k_migrate_v4}};
 
 Result<int> recorded_version(sqlite3* db) {
   sql::Statement s(db, "SELECT value FROM store_info WHERE key = 'schema_version'");

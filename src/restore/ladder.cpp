@@ -16,7 +16,8 @@ Result<RungOutcome> rung_hardlink(const ObjectStore& store, const Entry& entry, 
   // took it between our stat and link: asking again moves on to the next generation.
   for (int attempt = 0; attempt < 3; ++attempt) {
     TRY(auto source, store.link_source(entry, exact_mtime));
-    if (::linkat(source.dir_fd, source.name.c_str(), dir_fd, name.c_str(), 0) == 0) return RungOutcome{true, 0};
+    if (::linkat(source.dir_fd, source.name.c_str(), dir_fd, name.c_str(), 0) == 0)
+      return RungOutcome{true, 0, std::move(source.path), source.before};
     err = errno;
     if (err != EMLINK) break;
   }

@@ -16,6 +16,9 @@ namespace treesnap {
 struct RungOutcome {
   bool done = false;
   int sys_errno = 0;  // why it fell back
+  // hardlink rung, when done: the store file linked to and its stat just before the link.
+  std::string link_path;
+  FileStamp link_before;
 };
 
 // What this restore learned about the (store, target) pair; shared by all workers so that a

@@ -122,6 +122,7 @@ class Restorer {
   }
 
   RestoreSummary& summary() { return m_summary; }
+  std::vector<PlacedFile>& placed() { return m_placed; }
 
  private:
   bool wants_link(const Entry& e) const {
@@ -162,6 +163,11 @@ class Restorer {
     m_summary.fallback_count += 1;
     if (m_summary.fallbacks.size() < RestoreSummary::kMaxReportedFallbacks)
       m_summary.fallbacks.push_back({e.path, from, to, err, policy});
+  }
+
+  void place(std::size_t index, Strategy how) {
+    std::lock_guard lock(m_mutex);
+    m_placed.push_back({index, how, {}, {}});
   }
 
   void count(StrategyCount& c, const Entry& e, bool shared) {
@@ -237,6 +243,7 @@ class Restorer {
       TRY_VOID(apply_metadata_fd(fd.get(), e, m_caps.is_root, created ? &*created : nullptr));
       std::lock_guard lock(m_mutex);
       m_summary.empty_files += 1;
+      m_placed.push_back({index, Strategy::automatic, {}, {}});
       return {};
     }
     if (m_relocations.contains(index)) {
@@ -247,6 +254,8 @@ class Restorer {
       TRY(auto linked, rung_hardlink(m_store, e, dir_fd, name, m_options.strict_metadata, m_caps));
       if (linked.done) {
         count(m_summary.hardlinked, e, true);
+        std::lock_guard lock(m_mutex);
+        m_placed.push_back({index, Strategy::hardlink, std::move(linked.link_path), linked.link_before});
         return {};
       }
       if (m_probe.link_errno == 0 && linked.sys_errno == EXDEV) m_probe_contradicted = true;
@@ -263,8 +272,9 @@ class Restorer {
       TRY(auto fd, open_beneath(m_root_fd, e.path, O_WRONLY | O_CREAT | O_EXCL, creation_mode(e)));
       if (auto r = m_relocations.find(m_data_jobs[i]); r != m_relocations.end()) {
         TRY_VOID(write_relocated(e, *r->second, fd.get()));
+        place(m_data_jobs[i], Strategy::copy);  // status sees its rewritten bytes as changed
       } else {
-        TRY_VOID(place_content(e, fd.get()));
+        TRY_VOID(place_content(m_data_jobs[i], e, fd.get()));
       }
       auto created = fresh(e);
       return apply_metadata_fd(fd.get(), e, m_caps.is_root, created ? &*created : nullptr);
@@ -291,7 +301,7 @@ class Restorer {
   }
 
   // The reflink rung (where the strategy and the pair allow it), else the copy rung.
-  Result<void> place_content(const Entry& e, int fd_number) {
+  Result<void> place_content(std::size_t index, const Entry& e, int fd_number) {
     bool cloned = false;
     // A pair that cannot clone (the probe's answer, or the first file's) makes the rung step down
     // at once; auto reports that once for the pair, forced strategies for every file.
@@ -308,6 +318,7 @@ class Restorer {
     }
     if (cloned) {
       count(m_summary.reflinked, e, true);
+      place(index, Strategy::reflink);
     } else if (m_options.no_copy_fallback) {
       return std::unexpected(make_error(ErrorCode::unsupported,
                                         fmt::format("{:?} cannot be shared with the store ({}) and --no-copy-fallback forbids a copy",
@@ -315,6 +326,7 @@ class Restorer {
     } else {
       TRY_VOID(rung_copy(m_store, e, fd_number));
       count(m_summary.copied, e, false);
+      place(index, Strategy::copy);
     }
     return {};
   }
@@ -365,6 +377,7 @@ class Restorer {
   std::int64_t m_last_progress_ns = 0;
   std::mutex m_mutex;  // guards m_summary, m_pair_fallbacks_seen and m_progress from the workers
   RestoreSummary m_summary;
+  std::vector<PlacedFile> m_placed;
 };
 
 }  // namespace
@@ -392,7 +405,7 @@ Result<std::string> plan_relocation(const Manifest& manifest, const std::filesys
                   refused.size() == 1 ? "" : "s", refused.size() == 1 ? "s" : "", list)));
 }
 
-Result<RestoreSummary> restore_tree(const ObjectStore& store, Database& db, const Manifest& manifest,
+Result<RestoreOutcome> restore_tree(const ObjectStore& store, Database& db, const Manifest& manifest,
                                     const std::filesystem::path& target,
                                     const RestoreOptions& options, unsigned threads) {
   const std::int64_t start = now_ns();
@@ -401,7 +414,7 @@ Result<RestoreSummary> restore_tree(const ObjectStore& store, Database& db, cons
     TRY(relocate_to, plan_relocation(manifest, target));
   }
   TRY(auto t, prepare_target(target));
-  auto restored = [&]() -> Result<RestoreSummary> {
+  auto restored = [&]() -> Result<RestoreOutcome> {
     TRY(auto root, open_dir(t.parent_fd.get(), t.temp_name));
     TRY(auto root_st, stat_fd(root.get(), t.temp_name));
     TRY(auto probe, pair_probe(db, store, root.get(), ProbeMode::recorded));
@@ -421,15 +434,15 @@ Result<RestoreSummary> restore_tree(const ObjectStore& store, Database& db, cons
     unsigned flags = t.replace_empty_dir ? 0 : RENAME_NOREPLACE;
     if (::renameat2(t.parent_fd.get(), t.temp_name.c_str(), t.parent_fd.get(), t.name.c_str(), flags) != 0)
       return std::unexpected(os_error(errno, "move restored tree into place at " + target.string()));
-    return std::move(restorer.summary());
+    return RestoreOutcome{std::move(restorer.summary()), std::move(restorer.placed())};
   }();
   if (!restored) {
     (void)remove_tree(t.parent_fd.get(), t.temp_name);
     return restored;
   }
-  restored->target = std::filesystem::absolute(target).lexically_normal();
-  restored->entries = manifest.entries.size();
-  restored->seconds = static_cast<double>(now_ns() - start) / 1e9;
+  restored->summary.target = std::filesystem::absolute(target).lexically_normal();
+  restored->summary.entries = manifest.entries.size();
+  restored->summary.seconds = static_cast<double>(now_ns() - start) / 1e9;
   return restored;
 }
 

@@ -11,9 +11,24 @@
 
 namespace treesnap {
 
+// How one regular file (a `file` entry) got its content: hardlink, reflink, copy, or
+// Strategy::automatic for an empty file created fresh. A hardlinked one names the store file it
+// was linked to and that file's stat just before, so its fingerprint can follow the link.
+struct PlacedFile {
+  std::size_t index = 0;  // in the manifest
+  Strategy how = Strategy::automatic;
+  std::string link_path;
+  FileStamp link_before;
+};
+
+struct RestoreOutcome {
+  RestoreSummary summary;
+  std::vector<PlacedFile> files;  // in no particular order
+};
+
 // `manifest` must have passed validate_manifest. Fills every field of the summary except the
 // snapshot's name and id. `db` holds the file system pair's probe record (restore/probe.hpp).
-Result<RestoreSummary> restore_tree(const ObjectStore& store, Database& db, const Manifest& manifest,
+Result<RestoreOutcome> restore_tree(const ObjectStore& store, Database& db, const Manifest& manifest,
                                     const std::filesystem::path& target,
                                     const RestoreOptions& options, unsigned threads);
 

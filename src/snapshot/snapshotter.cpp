@@ -16,6 +16,7 @@
 #include "core/manifest.hpp"
 #include "core/relocation.hpp"
 #include "snapshot/walker.hpp"
+#include "store/layout.hpp"
 #include "util/thread_pool.hpp"
 #include "util/trace.hpp"
 
@@ -150,6 +151,11 @@ Result<SnapshotSummary> take_snapshot(const ObjectStore& objects, Database& db, 
     if (claimed.contains(Digest(digest))) return false;
     auto state = db.object_state(digest);
     if (state && *state == ObjectState::live) return false;
+    if (state && *state == ObjectState::quarantined) {
+      (void)lease.hold(digest);  // an orphan in quarantine must survive until this commit
+      claimed.insert(Digest(digest));
+      return true;
+    }
     if (state && *state != ObjectState::absent) {
       auto held = lease.hold(digest);
       if (held && *held) return false;
@@ -191,6 +197,7 @@ Result<SnapshotSummary> take_snapshot(const ObjectStore& objects, Database& db, 
       new_objects += 1;
       new_bytes += e.size;
       job.disk_bytes = ingested.disk_bytes;
+      job.stamp = ingested.stamp;
     }
     if (job.ctime_ns < start - k_racy_window_ns) {
       std::lock_guard lock(mutex);
@@ -234,14 +241,23 @@ Result<SnapshotSummary> take_snapshot(const ObjectStore& objects, Database& db, 
   record.bytes = summary.bytes;
   record.new_objects = new_objects.load();
   record.new_bytes = new_bytes.load();
+  {
+    std::error_code ec;
+    record.source = std::filesystem::absolute(source, ec).lexically_normal().string();
+    if (record.source.size() > 1 && record.source.back() == '/') record.source.pop_back();
+  }
   // The referenced objects are every non-empty file (walk.files; a digest shared by several is
   // one row, by ON CONFLICT) and the manifest, made row by row rather than gathered in a list.
   const std::size_t object_count = walk.files.size() + 1;
   auto object_row = [&](std::size_t i) {
-    if (i == walk.files.size()) return ObjectRecord{manifest_digest, stored_manifest.size};
+    if (i == walk.files.size())
+      return ObjectRecord{manifest_digest, stored_manifest.size, 0, stored_manifest.stamp,
+                          layout::store_path(layout::k_objects, layout::object_name(manifest_digest))};
     const FileJob& job = walk.files[i];
     const Entry& e = manifest.entries[job.entry_index];
-    return ObjectRecord{e.digest.str(), e.size, job.disk_bytes};
+    ObjectRecord row{e.digest.str(), e.size, job.disk_bytes, job.stamp, {}};
+    if (job.stamp) row.fingerprint_name = layout::store_path(layout::k_objects, layout::object_name(row.digest));
+    return row;
   };
   auto stat_row = [&](std::size_t i) {
     const FileJob& job = *cacheable[i];

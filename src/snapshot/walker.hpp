@@ -5,6 +5,8 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <deque>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,6 +14,7 @@
 
 #include "treesnap/entry.hpp"
 #include "treesnap/result.hpp"
+#include "util/posix.hpp"
 
 namespace treesnap {
 
@@ -22,6 +25,7 @@ struct FileJob {
   std::int64_t ctime_ns = 0;
   bool maybe_sparse = false;  // fewer blocks allocated than bytes
   std::uint64_t disk_bytes = 0;  // blocks of the object this snapshot published for it, else 0
+  std::optional<FileStamp> stamp;  // the stat of that object once published: its fingerprint
 };
 
 struct WalkResult {

@@ -64,4 +64,11 @@ std::string digest_from_object_name(std::string_view shard, std::string_view fil
   return bytes ? *bytes : std::string();
 }
 
+std::string store_path(std::string_view top, std::string_view name) { return fmt::format("{}/{}", top, name); }
+
+std::string quarantine_name(std::string_view sharded_name) {
+  auto slash = sharded_name.find('/');
+  return std::string(slash == std::string_view::npos ? sharded_name : sharded_name.substr(slash + 1));
+}
+
 }  // namespace treesnap::layout

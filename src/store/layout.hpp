@@ -6,6 +6,8 @@
 //   STORE/variants/ab/<name>     link variants: copies of an object whose mode, owner and xattrs
 //                                (and with strict metadata its mtime) equal a snapshot entry's,
 //                                handed out as hardlinks; a new generation before the link limit
+//   STORE/quarantine/<name>      damaged objects and variants, moved out of objects/ and variants/
+//                                by verify (the shard dropped: "<hex>" or "<hex>.<mode>…")
 //   STORE/tmp/                   staging (O_TMPFILE, else named temp files), same file system
 //
 // Sharding: the first byte of the digest (two hex digits) names one of 256 directories, created
@@ -27,6 +29,12 @@ inline constexpr std::string_view k_config = "treesnap.toml";
 inline constexpr std::string_view k_objects = "objects";
 inline constexpr std::string_view k_variants = "variants";
 inline constexpr std::string_view k_staging = "tmp";
+inline constexpr std::string_view k_quarantine = "quarantine";
+
+// "objects/ab/<hex>" or "variants/ab/<name>": how fingerprints and reports name a store file.
+std::string store_path(std::string_view top, std::string_view name);
+// The name in quarantine/ of "ab/<name>" under objects/ or variants/: "<name>".
+std::string quarantine_name(std::string_view sharded_name);
 
 // "ab/<hex>" relative to objects/.
 std::string object_name(std::string_view digest);

@@ -113,6 +113,11 @@ Result<ObjectStore> ObjectStore::open(const std::string& root, DigestAlgorithm a
   TRY(store.m_objects, open_dir(store.m_root.get(), std::string(layout::k_objects)));
   TRY(store.m_variants, open_dir(store.m_root.get(), std::string(layout::k_variants)));
   TRY(store.m_staging, open_dir(store.m_root.get(), std::string(layout::k_staging)));
+  // Made on first open by a version that knows it, so older stores gain it too.
+  const std::string quarantine(layout::k_quarantine);
+  if (::mkdirat(store.m_root.get(), quarantine.c_str(), 0700) != 0 && errno != EEXIST)
+    return std::unexpected(os_error(errno, "mkdir " + join_path(root, quarantine)));
+  TRY(store.m_quarantine, open_dir(store.m_root.get(), quarantine));
   long link_max = ::fpathconf(store.m_objects.get(), _PC_LINK_MAX);
   store.m_link_max = link_max > 0 ? static_cast<std::uint64_t>(link_max) : 65000;  // unknown: assume ext4's
   return store;
@@ -132,8 +137,8 @@ Result<UniqueFd> ObjectStore::stage() const {
   return named;
 }
 
-Result<void> ObjectStore::publish(UniqueFd staged, int dir_fd, const std::string& name,
-                                  std::string_view digest) const {
+Result<FileStamp> ObjectStore::publish(UniqueFd staged, int dir_fd, const std::string& name,
+                                       std::string_view digest) const {
   if (m_sync == SyncPolicy::per_object && ::fsync(staged.get()) != 0)
     return std::unexpected(os_error(errno, "fsync staged object"));
   std::string proc = fmt::format("/proc/self/fd/{}", staged.get());
@@ -145,7 +150,10 @@ Result<void> ObjectStore::publish(UniqueFd staged, int dir_fd, const std::string
     if (existing) {
       TRY(auto st, stat_fd(existing->get(), name));
       auto hash = hash_fd(existing->get(), static_cast<std::uint64_t>(st.st_size), name);
-      if (hash && *hash == digest) return {};
+      if (hash && *hash == digest) {
+        TRY(auto after, stat_fd(existing->get(), name));  // the hash read it: stat it as it is now
+        return stamp_of(after);
+      }
     }
     std::string temp = layout::staging_name("replace", ::getpid(), random_suffix());
     if (::linkat(AT_FDCWD, proc.c_str(), m_staging.get(), temp.c_str(), AT_SYMLINK_FOLLOW) != 0)
@@ -161,7 +169,9 @@ Result<void> ObjectStore::publish(UniqueFd staged, int dir_fd, const std::string
     TRY(auto shard_fd, open_dir(dir_fd, shard));
     if (::fsync(shard_fd.get()) != 0) return std::unexpected(os_error(errno, "fsync " + shard));
   }
-  return {};
+  // After the link: linking changed the inode's ctime.
+  TRY(auto st, stat_fd(staged.get(), name));
+  return stamp_of(st);
 }
 
 Result<std::string> ObjectStore::hash_fd(int fd, std::uint64_t size, std::string_view what,
@@ -200,7 +210,7 @@ Result<ObjectStore::Ingested> ObjectStore::ingest(int src_fd, std::uint64_t size
     TRY_VOID(write_full(staged.get(), data, "staged object"));
     TRY_VOID(set_object_metadata(staged.get(), mode, mtime_ns));
     TRY(result.disk_bytes, allocated_bytes(staged.get()));
-    TRY_VOID(publish(std::move(staged), m_objects.get(), layout::object_name(result.digest), result.digest));
+    TRY(result.stamp, publish(std::move(staged), m_objects.get(), layout::object_name(result.digest), result.digest));
     result.published = true;
     return result;
   }
@@ -224,7 +234,7 @@ Result<ObjectStore::Ingested> ObjectStore::ingest(int src_fd, std::uint64_t size
   if (!claim(result.digest)) return result;
   TRY_VOID(set_object_metadata(staged.get(), mode, mtime_ns));
   TRY(result.disk_bytes, allocated_bytes(staged.get()));
-  TRY_VOID(publish(std::move(staged), m_objects.get(), layout::object_name(result.digest), result.digest));
+  TRY(result.stamp, publish(std::move(staged), m_objects.get(), layout::object_name(result.digest), result.digest));
   result.published = true;
   return result;
 }
@@ -239,7 +249,8 @@ Result<std::string> ObjectStore::put_bytes(std::string_view data) const {
   TRY(auto staged, stage());
   TRY_VOID(write_full(staged.get(), data, "staged manifest"));
   TRY_VOID(set_object_metadata(staged.get(), 0444, now_ns()));
-  TRY_VOID(publish(std::move(staged), m_objects.get(), name, digest));
+  TRY(auto stamp, publish(std::move(staged), m_objects.get(), name, digest));
+  (void)stamp;
   return digest;
 }
 
@@ -255,7 +266,7 @@ Result<ObjectStore::Stored> ObjectStore::put_stream(const std::function<Result<v
   stored.digest = hasher.finish();
   TRY_VOID(set_object_metadata(staged.get(), 0444, now_ns()));
   // An object already published under this name is re-hashed and kept when it matches.
-  TRY_VOID(publish(std::move(staged), m_objects.get(), layout::object_name(stored.digest), stored.digest));
+  TRY(stored.stamp, publish(std::move(staged), m_objects.get(), layout::object_name(stored.digest), stored.digest));
   return stored;
 }
 
@@ -378,19 +389,21 @@ Result<ObjectStore::LinkSource> ObjectStore::link_source(const Entry& entry, boo
     auto st = stat_at(m_objects.get(), object);
     if (st && (st->st_mode & 07777) == entry.mode && st->st_uid == entry.uid && st->st_gid == entry.gid &&
         (!exact_mtime || to_ns(st->st_mtim) == entry.mtime_ns) && has_room(*st))
-      return LinkSource{m_objects.get(), object};
+      return LinkSource{m_objects.get(), object, layout::store_path(layout::k_objects, object), stamp_of(*st)};
   }
   constexpr unsigned k_max_generations = 1 << 16;  // 65,536 full inodes: a bug, not a workload
   for (unsigned generation = 0; generation < k_max_generations; ++generation) {
     std::string name = layout::variant_name(entry.digest, entry, exact_mtime, generation);
     auto st = stat_at(m_variants.get(), name);
     if (st) {
-      if (has_room(*st)) return LinkSource{m_variants.get(), name};
+      if (has_room(*st)) return LinkSource{m_variants.get(), name, layout::store_path(layout::k_variants, name), stamp_of(*st)};
       continue;
     }
     if (st.error().code != ErrorCode::not_found) return std::unexpected(st.error());
     TRY_VOID(create_variant(entry, name));
-    return LinkSource{m_variants.get(), name};
+    // A new variant has no fingerprint yet (it was cloned, not hashed): the next verify hashes
+    // it once and records one.
+    return LinkSource{m_variants.get(), name, layout::store_path(layout::k_variants, name), FileStamp{}};
   }
   return std::unexpected(make_error(ErrorCode::too_many_links, fmt::format("every link variant of {:?} is full", entry.path)));
 }
@@ -408,7 +421,9 @@ Result<void> ObjectStore::create_variant(const Entry& entry, const std::string& 
   TRY_VOID(write_xattrs_fd(staged.get(), entry.xattrs(), name));
   struct timespec times[2] = {from_ns(entry.mtime_ns), from_ns(entry.mtime_ns)};
   if (::futimens(staged.get(), times) != 0) return std::unexpected(os_error(errno, "set mtime " + name));
-  return publish(std::move(staged), m_variants.get(), name, entry.digest);
+  TRY(auto stamp, publish(std::move(staged), m_variants.get(), name, entry.digest));
+  (void)stamp;
+  return {};
 }
 
 Result<void> ObjectStore::copy_verified(std::string_view digest, std::uint64_t size,
@@ -426,6 +441,22 @@ Result<void> ObjectStore::copy_verified(std::string_view digest, std::uint64_t s
                                       fmt::format("object {} (for {:?}) does not match its digest; run treesnap verify",
                                                   digest_text(m_algorithm, digest), what)));
   return {};
+}
+
+Result<FileStamp> ObjectStore::publish_copy(std::string_view digest, int src_fd, std::uint64_t size,
+                                           const std::vector<DataRange>& ranges, std::uint32_t mode,
+                                           std::int64_t mtime_ns) const {
+  TRY(auto staged, stage());
+  const std::vector<DataRange> whole{{0, size}};
+  Hasher hasher(m_algorithm);
+  auto streamed = stream_ranges(src_fd, ranges.empty() ? whole : ranges, size, hasher, staged.get(), "repair source");
+  if (!streamed && streamed.error().code != ErrorCode::corrupt) return std::unexpected(streamed.error());
+  if (!streamed || hasher.finish() != digest)
+    return std::unexpected(make_error(ErrorCode::corrupt, fmt::format("copy of {} does not match its digest",
+                                                                      digest_text(m_algorithm, digest))));
+  TRY_VOID(set_object_metadata(staged.get(), mode, mtime_ns));
+  const std::string d(digest);
+  return publish(std::move(staged), m_objects.get(), layout::object_name(d), d);
 }
 
 Result<void> ObjectStore::sync() const {

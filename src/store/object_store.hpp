@@ -26,6 +26,7 @@ class ObjectStore {
   int objects_fd() const { return m_objects.get(); }
   int variants_fd() const { return m_variants.get(); }
   int staging_fd() const { return m_staging.get(); }
+  int quarantine_fd() const { return m_quarantine.get(); }
 
   // What ingest learned about one file.
   struct Ingested {
@@ -33,6 +34,7 @@ class ObjectStore {
     bool published = false;          // this call added the object to the store
     std::vector<DataRange> ranges;   // data ranges when the file has holes, else empty
     std::uint64_t disk_bytes = 0;    // st_blocks * 512 of the published inode (when published)
+    FileStamp stamp;                 // its stat once published (when published): its fingerprint
   };
   // Returns true when the caller should store this digest (nobody has it yet); false when the
   // store already holds it or another writer in this run has claimed it.
@@ -59,6 +61,7 @@ class ObjectStore {
   struct Stored {
     std::string digest;
     std::uint64_t size = 0;
+    FileStamp stamp;  // the published (or already present and re-hashed) inode's stat
   };
   Result<Stored> put_stream(const std::function<Result<void>(const ByteWriter&)>& produce) const;
   // Stores fetched bytes that must hash to `expected` (a pulled object): as put_stream, but
@@ -82,6 +85,8 @@ class ObjectStore {
   struct LinkSource {
     int dir_fd;
     std::string name;
+    std::string path;  // "objects/ab/<hex>" or "variants/ab/<name>": its fingerprint's name
+    FileStamp before;  // its stat before the caller links it (fingerprints follow treesnap's links)
   };
   Result<LinkSource> link_source(const Entry& entry, bool exact_mtime) const;
   // The most names one inode may have on the store's file system (_PC_LINK_MAX).
@@ -94,6 +99,13 @@ class ObjectStore {
                              const std::vector<DataRange>& ranges, int dst_fd,
                              std::string_view what) const;
 
+  // Publishes a copy of `src_fd` (its data `ranges`, empty: all) as object `digest` with `mode`
+  // (write and set-id bits dropped) and `mtime_ns`, after checking the copy's digest: `corrupt`
+  // when it differs. For an object whose file was lost (repair). Returns the published stat.
+  Result<FileStamp> publish_copy(std::string_view digest, int src_fd, std::uint64_t size,
+                                 const std::vector<DataRange>& ranges, std::uint32_t mode,
+                                 std::int64_t mtime_ns) const;
+
   // Makes everything published so far durable, per the SyncPolicy.
   Result<void> sync() const;
 
@@ -105,12 +117,13 @@ class ObjectStore {
   ObjectStore() = default;
   Result<UniqueFd> stage() const;
   Result<void> create_variant(const Entry& entry, const std::string& name) const;
-  Result<void> publish(UniqueFd staged, int dir_fd, const std::string& name,
-                       std::string_view digest) const;
+  // Returns the stat of the inode now under `name`.
+  Result<FileStamp> publish(UniqueFd staged, int dir_fd, const std::string& name,
+                            std::string_view digest) const;
 
   DigestAlgorithm m_algorithm = DigestAlgorithm::sha256;
   SyncPolicy m_sync = SyncPolicy::batch;
-  UniqueFd m_root, m_objects, m_variants, m_staging;
+  UniqueFd m_root, m_objects, m_variants, m_staging, m_quarantine;
   std::uint64_t m_link_max = 0;
 };
 

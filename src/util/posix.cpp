@@ -398,4 +398,9 @@ bool process_alive(std::int64_t pid) noexcept {
   return ::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM;
 }
 
+FileStamp stamp_of(const struct stat& st) noexcept {
+  return {static_cast<std::uint64_t>(st.st_ino), static_cast<std::uint64_t>(st.st_size), to_ns(st.st_mtim),
+          to_ns(st.st_ctim), static_cast<std::uint32_t>(st.st_mode & 07777)};
+}
+
 }  // namespace treesnap

@@ -83,6 +83,17 @@ Result<std::vector<DataRange>> data_ranges(int fd, std::uint64_t size, std::stri
 // which would race with other threads); nullopt when the kernel does not report it.
 std::optional<mode_t> process_umask();
 
+// What stat says about an inode that treesnap records to notice a later change without reading
+// it: a write through any of its names changes mtime and ctime, a chmod changes mode and ctime, a
+// replacement changes ino. nlink is left out on purpose: every hardlink restore changes it.
+struct FileStamp {
+  std::uint64_t ino = 0, size = 0;
+  std::int64_t mtime_ns = 0, ctime_ns = 0;
+  std::uint32_t mode = 0;  // permission bits (07777)
+  bool operator==(const FileStamp&) const = default;
+};
+FileStamp stamp_of(const struct stat& st) noexcept;
+
 // Nanoseconds since the epoch.
 std::int64_t to_ns(const struct timespec& ts) noexcept;
 struct timespec from_ns(std::int64_t ns) noexcept;

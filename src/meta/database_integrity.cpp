@@ -1,0 +1,241 @@
+// The queries of verify, status and repair: fingerprints of store files, the quarantine, and the
+// records of restored trees (docs/format.md, schema 3; docs/integrity.md).
+#include "meta/database.hpp"
+#include "meta/statement.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace treesnap {
+
+using sql::Statement;
+
+namespace {
+
+Fingerprint read_fingerprint(const Statement& s) {
+  return {s.text(0), s.blob(1),
+          FileStamp{s.u64(2), s.u64(3), s.i64(4), s.i64(5), static_cast<std::uint32_t>(s.i64(6))}};
+}
+
+constexpr const char* k_fingerprint_columns = "name, digest, ino, size, mtime_ns, ctime_ns, mode";
+
+Statement& bind_stamp(Statement& s, int first, const FileStamp& f) {
+  return s.bind(first, f.ino).bind(first + 1, f.size).bind(first + 2, f.mtime_ns).bind(first + 3, f.ctime_ns)
+      .bind(first + 4, std::int64_t{f.mode});
+}
+
+RestoreRecord read_restore(const Statement& s) {
+  return {s.i64(0), s.text(1), s.text(2), s.blob(3), s.i64(4), s.u64(5), s.u64(6), s.u64(7), s.u64(8)};
+}
+
+constexpr const char* k_restore_columns = "id, target, snapshot, manifest, restored_ns, hardlinked, reflinked, copied, empty";
+
+}  // namespace
+
+Result<std::vector<Fingerprint>> Database::fingerprints() {
+  Statement s(m_db, fmt::format("SELECT {} FROM fingerprints", k_fingerprint_columns).c_str());
+  std::vector<Fingerprint> out;
+  for (;;) {
+    TRY(auto row, s.step());
+    if (!row) return out;
+    out.push_back(read_fingerprint(s));
+  }
+}
+
+Result<std::vector<Fingerprint>> Database::fingerprints_of_inode(std::uint64_t ino) {
+  Statement s(m_db, fmt::format("SELECT {} FROM fingerprints WHERE ino = ?", k_fingerprint_columns).c_str());
+  s.bind(1, ino);
+  std::vector<Fingerprint> out;
+  for (;;) {
+    TRY(auto row, s.step());
+    if (!row) return out;
+    out.push_back(read_fingerprint(s));
+  }
+}
+
+Result<void> Database::put_fingerprints(const std::vector<Fingerprint>& rows) {
+  if (rows.empty()) return {};
+  return in_transaction([&]() -> Result<void> {
+    Statement s(m_db, "INSERT OR REPLACE INTO fingerprints(name, digest, ino, size, mtime_ns, ctime_ns, mode) "
+                      "VALUES(?, ?, ?, ?, ?, ?, ?)");
+    for (const auto& f : rows) {
+      s.bind_text(1, f.name).bind_blob(2, f.digest);
+      TRY_VOID(bind_stamp(s, 3, f.stamp).run());
+    }
+    return {};
+  });
+}
+
+Result<void> Database::put_published(const std::string& digest, const std::string& name, const FileStamp& stamp) {
+  Statement s(m_db, "INSERT OR REPLACE INTO fingerprints(name, digest, ino, size, mtime_ns, ctime_ns, mode) "
+                    "VALUES(?, ?, ?, ?, ?, ?, ?)");
+  s.bind_text(1, name).bind_blob(2, digest);
+  TRY_VOID(bind_stamp(s, 3, stamp).run());
+  Statement clear(m_db, "UPDATE objects SET quarantined_ns = 0 WHERE digest = ? AND quarantined_ns != 0");
+  TRY_VOID(clear.bind_blob(1, digest).run());
+  // The damaged file stays in quarantine/ until gc finds it has no row.
+  Statement rows(m_db, "DELETE FROM quarantine WHERE digest = ? AND object = 1");
+  return rows.bind_blob(1, digest).run();
+}
+
+Result<void> Database::record_links(const std::vector<LinkStamp>& links) {
+  if (links.empty()) return {};
+  return in_transaction([&]() -> Result<void> {
+    Statement s(m_db, "UPDATE fingerprints SET ctime_ns = ? WHERE name = ? AND ino = ? AND size = ? AND "
+                      "mtime_ns = ? AND ctime_ns = ? AND mode = ?");
+    for (const auto& l : links) {
+      s.bind(1, l.ctime_after).bind_text(2, l.name);
+      TRY_VOID(bind_stamp(s, 3, l.before).run());
+    }
+    return {};
+  });
+}
+
+Result<void> Database::add_quarantine(const QuarantineRecord& r) {
+  return in_transaction([&]() -> Result<void> {
+    Statement q(m_db, "INSERT OR REPLACE INTO quarantine(name, origin, object, digest, ino, quarantined_ns, reason) "
+                      "VALUES(?, ?, ?, ?, ?, ?, ?)");
+    q.bind_text(1, r.name).bind_text(2, r.origin).bind(3, std::int64_t{r.object}).bind_blob(4, r.digest);
+    TRY_VOID(q.bind(5, r.ino).bind(6, r.quarantined_ns).bind_text(7, r.reason).run());
+    Statement f(m_db, "DELETE FROM fingerprints WHERE name = ?");
+    TRY_VOID(f.bind_text(1, r.origin).run());
+    if (!r.object) return {};
+    Statement o(m_db, "UPDATE objects SET quarantined_ns = ? WHERE digest = ?");
+    return o.bind(1, r.quarantined_ns).bind_blob(2, r.digest).run();
+  });
+}
+
+Result<std::vector<QuarantineRecord>> Database::quarantined() {
+  Statement s(m_db, "SELECT name, origin, object, digest, ino, quarantined_ns, reason FROM quarantine ORDER BY name");
+  std::vector<QuarantineRecord> out;
+  for (;;) {
+    TRY(auto row, s.step());
+    if (!row) return out;
+    out.push_back({s.text(0), s.text(1), s.blob(3), s.i64(2) != 0, s.u64(4), s.i64(5), s.text(6)});
+  }
+}
+
+Result<void> Database::release_quarantine(const std::string& name, const Fingerprint& fingerprint) {
+  return in_transaction([&]() -> Result<void> {
+    Statement find(m_db, "SELECT object, digest FROM quarantine WHERE name = ?");
+    TRY(auto row, find.bind_text(1, name).step());
+    if (row && find.i64(0) != 0) {
+      Statement o(m_db, "UPDATE objects SET quarantined_ns = 0 WHERE digest = ?");
+      TRY_VOID(o.bind_blob(1, find.blob(1)).run());
+    }
+    find.reset();
+    Statement d(m_db, "DELETE FROM quarantine WHERE name = ?");
+    TRY_VOID(d.bind_text(1, name).run());
+    Statement f(m_db, "INSERT OR REPLACE INTO fingerprints(name, digest, ino, size, mtime_ns, ctime_ns, mode) "
+                      "VALUES(?, ?, ?, ?, ?, ?, ?)");
+    f.bind_text(1, fingerprint.name).bind_blob(2, fingerprint.digest);
+    return bind_stamp(f, 3, fingerprint.stamp).run();
+  });
+}
+
+Result<std::vector<SnapshotRecord>> Database::snapshots_referencing(const std::string& digest) {
+  std::vector<SnapshotRecord> out;
+  Statement s(m_db, "SELECT snapshot FROM refs WHERE digest = ?");
+  s.bind_blob(1, digest);
+  std::vector<std::int64_t> ids;
+  for (;;) {
+    TRY(auto row, s.step());
+    if (!row) break;
+    ids.push_back(s.i64(0));
+  }
+  TRY(auto all, list_snapshots());
+  for (auto& r : all)
+    if (std::find(ids.begin(), ids.end(), r.row_id) != ids.end()) out.push_back(std::move(r));
+  return out;
+}
+
+Result<std::optional<std::uint64_t>> Database::object_size(const std::string& digest) {
+  Statement s(m_db, "SELECT size FROM objects WHERE digest = ?");
+  TRY(auto row, s.bind_blob(1, digest).step());
+  if (!row) return std::optional<std::uint64_t>{};
+  return std::optional<std::uint64_t>{s.u64(0)};
+}
+
+Result<std::int64_t> Database::record_restore(const RestoreRecord& r, const std::vector<RestoreEntryRecord>& entries) {
+  return in_transaction([&]() -> Result<std::int64_t> {
+    Statement old(m_db, "DELETE FROM restores WHERE target = ?");  // the trigger drops its entries
+    TRY_VOID(old.bind_text(1, r.target).run());
+    Statement add(m_db, "INSERT INTO restores(target, snapshot, manifest, restored_ns, hardlinked, reflinked, copied, "
+                        "empty) VALUES(?, ?, ?, ?, ?, ?, ?, ?)");
+    add.bind_text(1, r.target).bind_text(2, r.snapshot).bind_blob(3, r.manifest).bind(4, r.restored_ns);
+    TRY_VOID(add.bind(5, r.hardlinked).bind(6, r.reflinked).bind(7, r.copied).bind(8, r.empty).run());
+    const std::int64_t id = sqlite3_last_insert_rowid(m_db);
+    Statement e(m_db, "INSERT OR REPLACE INTO restore_entries(restore, path, ino, size, mtime_ns, ctime_ns, mode, "
+                      "strategy, digest) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    for (const auto& x : entries) {
+      e.bind(1, id).bind_blob(2, x.path);
+      bind_stamp(e, 3, x.stamp).bind(8, std::int64_t{static_cast<int>(x.placed)});
+      TRY_VOID(e.bind_blob(9, x.digest).run());
+    }
+    return id;
+  });
+}
+
+Result<std::optional<RestoreRecord>> Database::find_restore(const std::string& target) {
+  Statement s(m_db, fmt::format("SELECT {} FROM restores WHERE target = ?", k_restore_columns).c_str());
+  TRY(auto row, s.bind_text(1, target).step());
+  if (!row) return std::optional<RestoreRecord>{};
+  return std::optional<RestoreRecord>{read_restore(s)};
+}
+
+Result<std::vector<RestoreRecord>> Database::restores() {
+  Statement s(m_db, fmt::format("SELECT {} FROM restores ORDER BY target", k_restore_columns).c_str());
+  std::vector<RestoreRecord> out;
+  for (;;) {
+    TRY(auto row, s.step());
+    if (!row) return out;
+    out.push_back(read_restore(s));
+  }
+}
+
+Result<void> Database::forget_restore(std::int64_t restore_id) {
+  Statement s(m_db, "DELETE FROM restores WHERE id = ?");  // the trigger drops its entries
+  return s.bind(1, restore_id).run();
+}
+
+Result<std::vector<RestoreEntryRecord>> Database::restore_entries(std::int64_t restore_id) {
+  Statement s(m_db, "SELECT path, ino, size, mtime_ns, ctime_ns, mode, strategy, digest FROM restore_entries "
+                    "WHERE restore = ? ORDER BY path");
+  s.bind(1, restore_id);
+  std::vector<RestoreEntryRecord> out;
+  for (;;) {
+    TRY(auto row, s.step());
+    if (!row) return out;
+    out.push_back({s.blob(0), FileStamp{s.u64(1), s.u64(2), s.i64(3), s.i64(4), static_cast<std::uint32_t>(s.i64(5))},
+                   static_cast<PlacedBy>(s.i64(6)), s.blob(7)});
+  }
+}
+
+Result<void> Database::update_restore_entries(std::int64_t restore_id, const std::vector<RestoreEntryRecord>& entries) {
+  if (entries.empty()) return {};
+  return in_transaction([&]() -> Result<void> {
+    Statement e(m_db, "INSERT OR REPLACE INTO restore_entries(restore, path, ino, size, mtime_ns, ctime_ns, mode, "
+                      "strategy, digest) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    for (const auto& x : entries) {
+      e.bind(1, restore_id).bind_blob(2, x.path);
+      bind_stamp(e, 3, x.stamp).bind(8, std::int64_t{static_cast<int>(x.placed)});
+      TRY_VOID(e.bind_blob(9, x.digest).run());
+    }
+    return {};
+  });
+}
+
+Result<std::vector<TreeFile>> Database::tree_files_with(const std::string& digest) {
+  Statement s(m_db, "SELECT r.target, e.path, e.strategy, e.ino FROM restore_entries e JOIN restores r ON r.id = e.restore "
+                    "WHERE e.digest = ? ORDER BY r.target, e.path");
+  s.bind_blob(1, digest);
+  std::vector<TreeFile> out;
+  for (;;) {
+    TRY(auto row, s.step());
+    if (!row) return out;
+    out.push_back({s.text(0), s.blob(1), static_cast<PlacedBy>(s.i64(2)), s.u64(3)});
+  }
+}
+
+}  // namespace treesnap

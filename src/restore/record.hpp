@@ -1,0 +1,17 @@
+// The restore record: which tree treesnap restored where, and the stat of each regular file once
+// in place (docs/format.md, "restores"; docs/integrity.md). Status and repair compare against it;
+// a later `restore --update` can too.
+#pragma once
+
+#include "meta/database.hpp"
+#include "restore/restorer.hpp"
+
+namespace treesnap {
+
+// Stats every placed file under the tree now at `outcome.summary.target` and writes the record in
+// one transaction (replacing an older record of the same target), then lets the fingerprints of
+// the store files it hardlinked follow the ctime those links gave them.
+Result<void> record_restored_tree(Database& db, const Manifest& manifest, const RestoreOutcome& outcome,
+                                  const std::string& snapshot_name, const std::string& manifest_digest);
+
+}  // namespace treesnap
