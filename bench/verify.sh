@@ -94,5 +94,5 @@ printf '| full / fast | %.0f× |\n' "$(echo "$FULL / $FAST" | bc -l)"
 echo
 printf '| hardlink restore (every file linked) of the Python stdlib (%s entries) | seconds (median of %s) |\n' "$ENTRIES" "$ROUNDS"
 echo '|---|---|'
-printf '| whole restore (restore record included) | %.3f |\n' "$TOT"
+printf '| restore itself (tree built and renamed; record not included) | %.3f |\n' "$TOT"
 printf '| restore record (stat of each file + one transaction) | %.3f |\n' "$REC"
