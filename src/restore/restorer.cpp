@@ -1,6 +1,5 @@
 #include "restore/restorer.hpp"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
@@ -36,19 +35,8 @@ struct Target {
 };
 
 Result<bool> is_empty_dir(int parent_fd, const std::string& name) {
-  TRY(auto fd, open_dir(parent_fd, name));
-  DIR* dir = ::fdopendir(fd.release());
-  if (!dir) return std::unexpected(os_error(errno, "opendir " + name));
-  bool empty = true;
-  while (auto* d = ::readdir(dir)) {
-    std::string_view n(d->d_name);
-    if (n != "." && n != "..") {
-      empty = false;
-      break;
-    }
-  }
-  ::closedir(dir);
-  return empty;
+  TRY(auto names, list_names(parent_fd, name));
+  return names.empty();
 }
 
 Result<Target> prepare_target(const std::filesystem::path& target) {

@@ -1,6 +1,5 @@
 #include "snapshot/walker.hpp"
 
-#include <dirent.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
@@ -51,25 +50,9 @@ class Walker {
   }
 
   static Result<std::vector<std::string>> sorted_names(int dir_fd, const std::string& path) {
-    // fdopendir takes ownership, so hand it a duplicate and keep dir_fd for the *at() calls.
-    int dup_fd = ::fcntl(dir_fd, F_DUPFD_CLOEXEC, 0);
-    if (dup_fd < 0) return std::unexpected(os_error(errno, "dup " + path));
-    DIR* dir = ::fdopendir(dup_fd);
-    if (!dir) {
-      ::close(dup_fd);
-      return std::unexpected(os_error(errno, "opendir " + path));
-    }
-    std::vector<std::string> names;
-    errno = 0;
-    while (auto* d = ::readdir(dir)) {
-      std::string_view name(d->d_name);
-      if (name != "." && name != "..") names.emplace_back(name);
-      errno = 0;
-    }
-    int err = errno;
-    ::closedir(dir);
-    if (err != 0) return std::unexpected(os_error(err, "readdir " + path));
-    std::sort(names.begin(), names.end());  // bytewise: char_traits<char> compares as unsigned
+    auto names = list_names(dir_fd, ".");
+    if (!names) return std::unexpected(at_path(names.error(), path));
+    std::sort(names->begin(), names->end());  // bytewise: char_traits<char> compares as unsigned
     return names;
   }
 
@@ -106,7 +89,7 @@ class Walker {
         e.size = static_cast<std::uint64_t>(st.st_size);
         if (e.size > 0) {
           m_result.files.push_back({index, st.st_dev, st.st_ino, to_ns(st.st_ctim),
-                                    static_cast<std::uint64_t>(st.st_blocks) * 512 < e.size});
+                                    static_cast<std::uint64_t>(st.st_blocks) * 512 < e.size, 0, std::nullopt});
         }
         break;
       }

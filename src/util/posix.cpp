@@ -58,14 +58,7 @@ Result<void> remove_tree(int dir_fd, const std::string& name) {
   if (S_ISDIR(st.st_mode)) {
     ::fchmodat(dir_fd, name.c_str(), 0700, 0);
     TRY(auto child, open_dir(dir_fd, name));
-    DIR* dir = ::fdopendir(::fcntl(child.get(), F_DUPFD_CLOEXEC, 0));
-    if (!dir) return std::unexpected(os_error(errno, "opendir " + name));
-    std::vector<std::string> names;
-    while (auto* d = ::readdir(dir)) {
-      std::string_view n(d->d_name);
-      if (n != "." && n != "..") names.emplace_back(n);
-    }
-    ::closedir(dir);
+    TRY(auto names, list_names(child.get(), "."));
     for (const auto& n : names) TRY_VOID(remove_tree(child.get(), n));
     if (::unlinkat(dir_fd, name.c_str(), AT_REMOVEDIR) != 0)
       return std::unexpected(os_error(errno, "rmdir " + name));
@@ -364,11 +357,15 @@ Result<std::vector<std::string>> list_names(int dir_fd, const std::string& name)
   DIR* dir = ::fdopendir(fd.release());
   if (!dir) return std::unexpected(os_error(errno, "opendir " + name));
   std::vector<std::string> names;
+  errno = 0;
   while (auto* d = ::readdir(dir)) {
     std::string_view n(d->d_name);
     if (n != "." && n != "..") names.emplace_back(n);
+    errno = 0;
   }
+  const int err = errno;
   ::closedir(dir);
+  if (err != 0) return std::unexpected(os_error(err, "readdir " + name));
   return names;
 }
 
