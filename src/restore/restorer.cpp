@@ -291,10 +291,12 @@ class Restorer {
   // The reflink rung (where the strategy and the pair allow it), else the copy rung.
   Result<void> place_content(std::size_t index, const Entry& e, int fd_number) {
     bool cloned = false;
-    // A pair that cannot clone (the probe's answer, or the first file's) makes the rung step down
-    // at once; auto reports that once for the pair, forced strategies for every file.
-    const bool try_clone = m_options.strategy != Strategy::copy &&
-                           !(m_options.strategy == Strategy::automatic && auto_prefers_copy(m_probe.target_fs, e.size));
+    // A pair the probe says cannot clone is not tried under auto (copying is its plan there, not a
+    // fallback: the probe report says why); a forced reflink steps down at once and reports every
+    // file. A pair that fails although the probe said it works is reported once under auto.
+    const bool auto_skips_clone = m_options.strategy == Strategy::automatic &&
+                                  (m_probe.reflink_errno != 0 || auto_prefers_copy(m_probe.target_fs, e.size));
+    const bool try_clone = m_options.strategy != Strategy::copy && !auto_skips_clone;
     int clone_errno = 0;
     if (try_clone) {
       TRY(auto outcome, rung_reflink(m_store, e, fd_number, m_caps));
