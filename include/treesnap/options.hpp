@@ -53,8 +53,19 @@ struct RestoreProgress {
   std::uint64_t bytes_done = 0, bytes_total = 0;
 };
 
+// What restore does with a target that already exists.
+enum class RestoreMode {
+  create,  // the target must not exist or be an empty directory (default)
+  update,  // bring a tree treesnap restored there to the snapshot (Store::restore)
+};
+
 struct RestoreOptions {
   Strategy strategy = Strategy::automatic;
+  RestoreMode mode = RestoreMode::create;
+  // Update only: replace files changed since treesnap restored them (conflicts otherwise), and
+  // files it did not create that stand where the snapshot has an entry; update a target that has
+  // no restore record, treating every file in it as such. Never removes a file it did not create.
+  bool force = false;
   // A hardlinked file shares its inode's mtime, which is that of the first entry linked to it.
   // strict_metadata links only through inodes whose mtime equals the entry's too (more variants).
   bool strict_metadata = false;

@@ -71,6 +71,28 @@ struct ProbeReport {
                           // so the pair was probed again and the record replaced
 };
 
+// An entry `restore --update` left alone because treesnap did not create what is there, or it
+// changed since treesnap restored it (without RestoreOptions::force).
+struct UpdateConflict {
+  std::string path;    // relative to the tree, manifest bytes
+  std::string reason;  // "changed since restored (content)", "not created by treesnap", …
+};
+
+// What an update changed. Counts are of entries other than directories; the lists hold the first
+// kMaxListed paths of each.
+struct UpdateReport {
+  bool performed = false;  // this summary is an update's
+  std::uint64_t kept = 0;      // already equal to the snapshot's entry: untouched (same inode)
+  std::uint64_t updated = 0;   // replaced atomically (new content in place by rename)
+  std::uint64_t added = 0;     // placed where nothing was
+  std::uint64_t removed = 0;   // the snapshot no longer has them
+  std::uint64_t directories_added = 0, directories_removed = 0;
+  std::uint64_t conflicts = 0;
+  std::vector<std::string> updated_paths, added_paths, removed_paths;
+  std::vector<UpdateConflict> conflict_list;
+  static constexpr std::size_t kMaxListed = 10;
+};
+
 struct RestoreSummary {
   std::string name;
   std::string id;
@@ -87,6 +109,7 @@ struct RestoreSummary {
   ProbeReport probe;                  // the pair's capabilities this restore used
   StrategyCount relocated;            // --relocate: files rewritten (also counted as copied; bytes as rewritten)
   std::string relocated_from, relocated_to;  // --relocate: the recorded source path and the new one
+  UpdateReport update;                // RestoreMode::update; the strategy figures count placed files only
   double seconds = 0;
   static constexpr std::size_t kMaxReportedFallbacks = 20;
 };
@@ -256,6 +279,17 @@ class Store {
   // be an empty directory. The tree is built in a temporary sibling and renamed into place, so a
   // failure leaves no partial tree under `target`. Fails with `invalid` for a hostile manifest
   // (nothing written), `exists` for a non-empty target, `corrupt` for a damaged object.
+  //
+  // With options.mode == RestoreMode::update, `target` holds a tree treesnap restored (its restore
+  // record; `not_found` without one unless options.force) and is brought to the snapshot in place:
+  // entries equal to the snapshot's are kept (same inode), entries unchanged since the restore are
+  // replaced atomically (built in a sibling `.NAME.treesnap-update`, renamed over) or removed,
+  // directories are created and removed (when empty). What the user changed or added is left
+  // alone and reported in summary.update.conflicts unless options.force (success all the same:
+  // the caller decides; the CLI exits 1). An interrupted update can be run again: entries it had
+  // already placed equal the snapshot's and are kept. The restore record then describes the new
+  // snapshot, without the conflicting files. A missing or empty target is restored as usual.
+  // `invalid` with options.relocate.
   Result<RestoreSummary> restore(const std::string& name, const std::filesystem::path& target,
                                  const RestoreOptions& options) const;
 

@@ -123,7 +123,8 @@ int main(int argc, char** argv) {
 
   std::string target, strategy;
   auto* restore = app.add_subcommand(
-      "restore", "restore snapshot NAME into DEST (new or empty); built aside and renamed into place");
+      "restore", "restore snapshot NAME into DEST (new or empty); built aside and renamed into place.\n"
+                 "--update: bring a tree treesnap restored at DEST to NAME in place (exit 1 on conflicts)");
   restore->add_option("NAME", name, "NAME[:TAG], an id prefix, or oci://HOST[:PORT]/REPO[:TAG|@DIGEST] (pulled\n"
                                     "first, fetching only what the store lacks, then restored)")->required();
   restore->add_option("DEST", target, "target directory")->required();
@@ -149,6 +150,16 @@ int main(int argc, char** argv) {
                     "rewrite the source path a --relocatable snapshot recorded to DEST's absolute path\n"
                     "(text: any length; binary: only a path at most as long, NUL-padded). Those files\n"
                     "are private copies; a refusal lists the files and writes nothing");
+
+  bool update = false, force = false;
+  restore->add_flag("--update", update,
+                    "DEST holds a tree treesnap restored: keep entries equal to NAME's (same inode),\n"
+                    "replace the ones that differ atomically, add new ones, remove the ones NAME lacks.\n"
+                    "Files changed since the restore, or not created by treesnap, are left alone and\n"
+                    "reported as conflicts (exit 1). Run it again after an interruption to finish");
+  restore->add_flag("--force", force,
+                    "with --update: replace conflicting files too, and update a DEST with no restore\n"
+                    "record (never removes a file treesnap did not create)");
 
   std::string probe_dir = ".";
   auto* probe = app.add_subcommand(
@@ -377,6 +388,12 @@ int main(int argc, char** argv) {
   if (restore->parsed()) {
     RestoreOptions options = settings->restore_options();
     options.relocate = relocate;
+    if (force && !update)
+      return report(Error{ErrorCode::invalid, 0, "restore --force needs --update"}, k_exit_usage);
+    if (update && relocate)
+      return report(Error{ErrorCode::invalid, 0, "restore --update cannot --relocate"}, k_exit_usage);
+    options.mode = update ? RestoreMode::update : RestoreMode::create;
+    options.force = force;
     // Progress only where a person watches: a terminal, and no output meant for a program.
     const bool show_progress = !g.json && !g.quiet && ::isatty(STDERR_FILENO) != 0;
     if (show_progress) {
@@ -388,7 +405,10 @@ int main(int argc, char** argv) {
     if (g.json && pulled) print_json({{"pull", cli::to_json(*pulled)}, {"restore", cli::to_json(*result)}});
     else if (g.json) print_json(cli::to_json(*result));
     else if (!g.quiet) fmt::print("{}", cli::to_text(*result));
-    return k_exit_ok;
+    if (result->update.conflicts > 0 && !g.json)
+      fmt::print(stderr, "treesnap: {} conflict(s) left alone in {}; --force replaces them\n", result->update.conflicts,
+                 result->target.string());
+    return result->update.conflicts > 0 ? k_exit_failure : k_exit_ok;
   }
   if (list->parsed()) {
     auto result = store->list();

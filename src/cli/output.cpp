@@ -151,7 +151,30 @@ nlohmann::json to_json(const RestoreSummary& r) {
           {"relocation", r.relocated_to.empty() ? nlohmann::json(nullptr)
                                                 : nlohmann::json{{"from", r.relocated_from}, {"to", r.relocated_to},
                                                                  {"files", r.relocated.files}, {"bytes", r.relocated.bytes}}},
+          {"update", to_json(r.update)},
           {"seconds", r.seconds}};
+}
+
+nlohmann::json to_json(const UpdateReport& u) {
+  if (!u.performed) return nullptr;
+  auto strings = [](const std::vector<std::string>& list) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& s : list) out.push_back(json_string(s));
+    return out;
+  };
+  nlohmann::json conflicts = nlohmann::json::array();
+  for (const auto& c : u.conflict_list) conflicts.push_back({{"path", json_string(c.path)}, {"reason", c.reason}});
+  return {{"kept", u.kept},
+          {"updated", u.updated},
+          {"added", u.added},
+          {"removed", u.removed},
+          {"directories_added", u.directories_added},
+          {"directories_removed", u.directories_removed},
+          {"conflicts", u.conflicts},
+          {"updated_paths", strings(u.updated_paths)},
+          {"added_paths", strings(u.added_paths)},
+          {"removed_paths", strings(u.removed_paths)},
+          {"conflict_list", conflicts}};
 }
 
 nlohmann::json to_json(const ProbeReport& p) {
@@ -290,8 +313,16 @@ std::string to_text(const SnapshotSummary& s) {
 }
 
 std::string to_text(const RestoreSummary& r) {
-  std::string out = fmt::format("restored {} into {}: {} entries in {:.2f} s\n", r.name, r.target.string(),
-                                r.entries, r.seconds);
+  std::string out = fmt::format("{} {} {} {}: {} entries in {:.2f} s\n", r.update.performed ? "updated" : "restored",
+                                r.update.performed ? r.target.string() : r.name, r.update.performed ? "to" : "into",
+                                r.update.performed ? r.name : r.target.string(), r.entries, r.seconds);
+  if (r.update.performed) {
+    const auto& u = r.update;
+    out += fmt::format("  kept {}, updated {}, added {}, removed {}; directories +{} -{}; conflicts {}\n", u.kept,
+                       u.updated, u.added, u.removed, u.directories_added, u.directories_removed, u.conflicts);
+    for (const auto& c : u.conflict_list) out += fmt::format("    conflict: {}: {}\n", json_string(c.path), c.reason);
+    if (u.conflicts > u.conflict_list.size()) out += fmt::format("    … and {} more\n", u.conflicts - u.conflict_list.size());
+  }
   auto line = [&](const char* label, const StrategyCount& c) {
     if (c.files) out += fmt::format("  {:<9} {} files, {}\n", label, c.files, human_bytes(c.bytes));
   };

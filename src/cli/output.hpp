@@ -20,6 +20,7 @@ std::string rfc3339(std::int64_t ns);
 
 nlohmann::json to_json(const SnapshotSummary& s);
 nlohmann::json to_json(const RestoreSummary& r);
+nlohmann::json to_json(const UpdateReport& u);  // null unless an update
 nlohmann::json to_json(const VerifySummary& v);
 nlohmann::json to_json(const Entry& e, DigestAlgorithm algorithm);
 nlohmann::json to_json(const GcReport& r);

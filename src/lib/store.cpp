@@ -26,6 +26,7 @@
 #include "restore/probe.hpp"
 #include "restore/record.hpp"
 #include "restore/restorer.hpp"
+#include "restore/updater.hpp"
 #include "snapshot/snapshotter.hpp"
 #include "store/layout.hpp"
 #include "store/object_store.hpp"
@@ -233,7 +234,9 @@ Result<RestoreSummary> Store::restore(const std::string& name, const std::filesy
     TRY(auto manifest, m_impl->load_manifest(record));
     TRY_VOID(validate_manifest(manifest));
     TRY_VOID(m_impl->refuse_quarantined(db, record, manifest));
-    TRY(auto outcome, restore_tree(m_impl->objects, db, manifest, target, options, m_impl->threads));
+    TRY(auto outcome, options.mode == RestoreMode::update
+                          ? update_tree(m_impl->objects, db, manifest, target, options, m_impl->threads)
+                          : restore_tree(m_impl->objects, db, manifest, target, options, m_impl->threads));
     summary = outcome.summary;
     summary.name = record.name + ":" + record.tag;
     summary.id = to_hex(record.manifest);

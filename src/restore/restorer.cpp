@@ -57,7 +57,7 @@ Result<Target> prepare_target(const std::filesystem::path& target) {
       return std::unexpected(make_error(ErrorCode::exists, fmt::format("restore target {} exists and is not a directory", absolute.string())));
     TRY(auto empty, is_empty_dir(t.parent_fd.get(), t.name));
     if (!empty)
-      return std::unexpected(make_error(ErrorCode::exists, fmt::format("restore target {} is not empty", absolute.string())));
+      return std::unexpected(make_error(ErrorCode::exists, fmt::format("restore target {} is not empty (restore --update changes a tree treesnap restored there)", absolute.string())));
     t.replace_empty_dir = true;
   } else if (errno != ENOENT) {
     return std::unexpected(os_error(errno, "stat " + absolute.string()));
