@@ -278,6 +278,11 @@ class Database {
   Result<void> forget_restore(std::int64_t restore_id);
   Result<std::vector<RestoreEntryRecord>> restore_entries(std::int64_t restore_id);
   Result<void> update_restore_entries(std::int64_t restore_id, const std::vector<RestoreEntryRecord>& entries);
+  // restore --update: in one transaction, record `restore_id` (same target) takes `record`'s
+  // snapshot, manifest, time and counts, the rows of `drop` go, and `entries` are added or replace
+  // theirs. Rows in neither stay as they are.
+  Result<void> amend_restore(std::int64_t restore_id, const RestoreRecord& record,
+                             const std::vector<RestoreEntryRecord>& entries, const std::vector<std::string>& drop);
   Result<std::vector<TreeFile>> tree_files_with(const std::string& digest);
 
  private:

@@ -226,6 +226,26 @@ Result<void> Database::update_restore_entries(std::int64_t restore_id, const std
   });
 }
 
+Result<void> Database::amend_restore(std::int64_t restore_id, const RestoreRecord& r,
+                                     const std::vector<RestoreEntryRecord>& entries, const std::vector<std::string>& drop) {
+  return in_transaction([&]() -> Result<void> {
+    Statement row(m_db, "UPDATE restores SET snapshot = ?, manifest = ?, restored_ns = ?, hardlinked = ?, reflinked = ?, "
+                        "copied = ?, empty = ? WHERE id = ?");
+    row.bind_text(1, r.snapshot).bind_blob(2, r.manifest).bind(3, r.restored_ns).bind(4, r.hardlinked);
+    TRY_VOID(row.bind(5, r.reflinked).bind(6, r.copied).bind(7, r.empty).bind(8, restore_id).run());
+    Statement gone(m_db, "DELETE FROM restore_entries WHERE restore = ? AND path = ?");
+    for (const auto& path : drop) TRY_VOID(gone.bind(1, restore_id).bind_blob(2, path).run());
+    Statement e(m_db, "INSERT OR REPLACE INTO restore_entries(restore, path, ino, size, mtime_ns, ctime_ns, mode, "
+                      "strategy, digest) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    for (const auto& x : entries) {
+      e.bind(1, restore_id).bind_blob(2, x.path);
+      bind_stamp(e, 3, x.stamp).bind(8, std::int64_t{static_cast<int>(x.placed)});
+      TRY_VOID(e.bind_blob(9, x.digest).run());
+    }
+    return {};
+  });
+}
+
 Result<std::vector<TreeFile>> Database::tree_files_with(const std::string& digest) {
   Statement s(m_db, "SELECT r.target, e.path, e.strategy, e.ino FROM restore_entries e JOIN restores r ON r.id = e.restore "
                     "WHERE e.digest = ? ORDER BY r.target, e.path");

@@ -15,6 +15,12 @@ Result<void> record_restored_tree(Database& db, const Manifest& manifest, const 
 
   RestoreRecord record{0, buffer, snapshot_name, manifest_digest, now_ns(), summary.hardlinked.files,
                        summary.reflinked.files, summary.copied.files, summary.empty_files};
+  if (outcome.amend_record != 0) {
+    record.hardlinked = outcome.totals[0];
+    record.reflinked = outcome.totals[1];
+    record.copied = outcome.totals[2];
+    record.empty = outcome.totals[3];
+  }
   std::vector<RestoreEntryRecord> rows;
   rows.reserve(outcome.files.size());
   std::vector<LinkStamp> links;
@@ -36,8 +42,12 @@ Result<void> record_restored_tree(Database& db, const Manifest& manifest, const 
     if (by == PlacedBy::hardlink && placed.link_before.ino != 0 && stamp_of(st) == expected)
       links.push_back({placed.link_path, placed.link_before, expected.ctime_ns});
   }
-  TRY(auto id, db.record_restore(record, rows));
-  (void)id;
+  if (outcome.amend_record != 0) {
+    TRY_VOID(db.amend_restore(outcome.amend_record, record, rows, outcome.drop));
+  } else {
+    TRY(auto id, db.record_restore(record, rows));
+    (void)id;
+  }
   return db.record_links(links);
 }
 

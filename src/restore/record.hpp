@@ -10,7 +10,8 @@ namespace treesnap {
 
 // Stats every placed file under the tree now at `outcome.summary.target` and writes the record in
 // one transaction (replacing an older record of the same target), then lets the fingerprints of
-// the store files it hardlinked follow the ctime those links gave them.
+// the store files it hardlinked follow the ctime those links gave them. An update's outcome
+// (`amend_record`) amends its record instead: only the files listed are stat'ed.
 Result<void> record_restored_tree(Database& db, const Manifest& manifest, const RestoreOutcome& outcome,
                                   const std::string& snapshot_name, const std::string& manifest_digest);
 

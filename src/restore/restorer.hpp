@@ -2,6 +2,7 @@
 // and renamed into place at the end.
 #pragma once
 
+#include <array>
 #include <filesystem>
 
 #include "core/manifest.hpp"
@@ -24,6 +25,12 @@ struct PlacedFile {
 struct RestoreOutcome {
   RestoreSummary summary;
   std::vector<PlacedFile> files;  // in no particular order
+  // restore --update of a recorded tree: the record to amend rather than write anew (0: none).
+  // `files` then holds only the files whose row is new or changes, `drop` the recorded paths
+  // whose row goes, and `totals` (hardlinked, reflinked, copied, empty) counts the whole tree.
+  std::int64_t amend_record = 0;
+  std::vector<std::string> drop;
+  std::array<std::uint64_t, 4> totals{};
 };
 
 // `manifest` must have passed validate_manifest. Fills every field of the summary except the

@@ -104,7 +104,7 @@ Result<std::string> canonical_target(const std::filesystem::path& target) {
 }
 
 Result<TreeScan> scan_restored_tree(const ObjectStore& store, Database& db, const std::filesystem::path& target,
-                                    bool hash_all, unsigned threads) {
+                                    bool hash_all, unsigned threads, AddedPaths added) {
   TreeScan scan;
   TRY(scan.target, canonical_target(target));
   TRY(auto record, db.find_restore(scan.target));
@@ -210,9 +210,11 @@ Result<TreeScan> scan_restored_tree(const ObjectStore& store, Database& db, cons
     return {};
   }));
 
-  std::unordered_set<std::string_view> known;
-  for (const auto& e : list) known.insert(e.path);
-  TRY_VOID(find_added(scan.root.get(), "", known, out));
+  if (added == AddedPaths::find) {
+    std::unordered_set<std::string_view> known;
+    for (const auto& e : list) known.insert(e.path);
+    TRY_VOID(find_added(scan.root.get(), "", known, out));
+  }
   std::stable_sort(out.begin(), out.end(), [](const Finding& a, const Finding& b) { return a.index < b.index; });
   return scan;
 }

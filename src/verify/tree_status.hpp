@@ -36,8 +36,11 @@ struct TreeScan {
 // The canonical form under which a restore into `target` is recorded (realpath).
 Result<std::string> canonical_target(const std::filesystem::path& target);
 
+// Whether the scan also walks the tree for paths the manifest does not have (`added` findings).
+enum class AddedPaths { find, skip };
+
 Result<TreeScan> scan_restored_tree(const ObjectStore& store, Database& db, const std::filesystem::path& target,
-                                    bool hash_all, unsigned threads);
+                                    bool hash_all, unsigned threads, AddedPaths added = AddedPaths::find);
 
 // The file type an entry must have on disk (S_IFREG for files and in-tree hardlinks).
 mode_t expected_type(EntryType type) noexcept;
