@@ -16,6 +16,8 @@ namespace treesnap::transfer {
 // What the registry already holds: the packs of the OCI manifests a push builds on.
 struct BaseIndex {
   std::vector<Pack> packs;
+  // Per pack: 1 when it lies in the --mount-from repository only (reused by mounting it).
+  std::vector<char> mount;
   std::unordered_map<std::string, std::size_t> objects;  // raw sha256 -> index into packs
   // Raw store digest -> raw sha256, from the store digests of format 2 (pack indexes and object
   // descriptors): what a push from an xxh3-128 store need not hash again.

@@ -1,6 +1,8 @@
 #include "transfer/push.hpp"
 
 #include <algorithm>
+#include <memory>
+#include <optional>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -16,25 +18,37 @@
 namespace treesnap::transfer {
 namespace {
 
-// Reads the packs of the OCI manifests at `references` (tags or digests of this repository)
-// that exist and are treesnap snapshots; anything else contributes nothing. Store digests of
-// `algorithm` (format 2) fill sha256_of.
-Result<BaseIndex> load_bases(remote::RegistryClient& client, const std::vector<std::string>& references,
-                             DigestAlgorithm algorithm, unsigned jobs) {
+// A manifest a push may build on: a reference in the destination repository, or (mount) in the
+// --mount-from repository, whose packs are then mounted rather than uploaded.
+struct BaseSource {
+  remote::RegistryClient* client;
+  std::string reference;
+  bool mount = false;
+};
+
+// Reads the packs of the OCI manifests of `sources` that exist and are treesnap snapshots;
+// anything else contributes nothing. A pack the destination holds is never taken from the mount
+// source. Store digests of `algorithm` (format 2) fill sha256_of.
+Result<BaseIndex> load_bases(const std::vector<BaseSource>& sources, DigestAlgorithm algorithm, unsigned jobs) {
   BaseIndex base;
+  std::vector<remote::RegistryClient*> reader;  // per pack: a client of a repository holding it
   std::unordered_map<std::string, bool> seen_packs;
   const std::vector<std::string> accept{std::string(k_oci_manifest_type)};
   const std::string store_prefix = std::string(to_string(algorithm)) + ":";
-  for (const auto& reference : references) {
-    auto fetched = client.get_manifest(reference, accept);
+  for (const auto& source : sources) {
+    auto fetched = source.client->get_manifest(source.reference, accept);
     if (!fetched) {
       if (fetched.error().code == ErrorCode::not_found) continue;
       return std::unexpected(fetched.error());
     }
     auto snapshot = decode_oci_manifest(fetched->bytes);
     if (!snapshot) continue;  // another kind of artifact under that tag: nothing to reuse
-    for (auto& p : snapshot->packs)
-      if (seen_packs.emplace(p.pack.digest, true).second) base.packs.push_back(std::move(p));
+    for (auto& p : snapshot->packs) {
+      if (!seen_packs.emplace(p.pack.digest, true).second) continue;
+      base.packs.push_back(std::move(p));
+      base.mount.push_back(source.mount ? 1 : 0);
+      reader.push_back(source.client);
+    }
     for (const auto& o : snapshot->objects) {
       if (algorithm == DigestAlgorithm::sha256 || !o.store_digest.starts_with(store_prefix)) continue;
       auto raw = from_hex(std::string_view(o.store_digest).substr(store_prefix.size()));
@@ -43,9 +57,11 @@ Result<BaseIndex> load_bases(remote::RegistryClient& client, const std::vector<s
     }
   }
   std::vector<PackIndex> indexes(base.packs.size());
-  ClientPool pool(client);
+  std::unordered_map<remote::RegistryClient*, std::unique_ptr<ClientPool>> pools;
+  for (auto* c : reader)
+    if (!pools.contains(c)) pools.emplace(c, std::make_unique<ClientPool>(*c));
   if (auto done = parallel_for(base.packs.size(), jobs, 1, [&](std::size_t i) -> Result<void> {
-    auto c = pool.take();
+    auto c = pools.at(reader[i])->take();
     std::string bytes;
     const auto& d = base.packs[i].index;
     TRY_VOID(c->get_blob(d.digest, [&](std::string_view chunk) -> Result<void> {
@@ -66,6 +82,21 @@ Result<BaseIndex> load_bases(remote::RegistryClient& client, const std::vector<s
     }
   }
   return base;
+}
+
+// Mounts a pack of the --mount-from repository and its index. Their bytes are not here: a
+// registry that answers the mount with an upload session fails the push.
+Result<void> mount_pack(remote::RegistryClient& client, const Pack& pack, std::string_view mount_from) {
+  for (const auto* d : {&pack.pack, &pack.index}) {
+    const std::string digest = d->digest;
+    auto absent = [&](std::uint64_t, std::span<char>) -> Result<std::size_t> {
+      return std::unexpected(make_error(ErrorCode::not_found, fmt::format("{} could not be mounted from {}: reused "
+                                                                          "without its bytes (push without --mount-from)",
+                                                                          digest, mount_from)));
+    };
+    TRY_VOID(client.put_blob(d->digest, d->size, absent, mount_from));
+  }
+  return {};
 }
 
 // Reads an object of an xxh3-128 store once for both digests: its sha256 (its name on the
@@ -151,10 +182,16 @@ Result<TransferSummary> push_snapshot(const ObjectStore& objects, const Manifest
   const unsigned jobs = std::max(1u, options.access.jobs);
   auto all = distinct_objects(manifest);
 
-  // Packs of the tag's current manifest and of the bases the caller named.
-  std::vector<std::string> base_refs{tag};
-  for (const auto& b : options.bases) base_refs.push_back(b);
-  TRY(auto base, load_bases(client, base_refs, objects.algorithm(), jobs));
+  // Packs of the tag's current manifest, of the bases the caller named, and of the same tag in
+  // the --mount-from repository (mounted).
+  std::vector<BaseSource> sources{{&client, tag, false}};
+  for (const auto& b : options.bases) sources.push_back({&client, b, false});
+  std::optional<remote::RegistryClient> mount_client;
+  if (!options.mount_from.empty()) {
+    TRY(mount_client, client.for_repository(options.mount_from));
+    sources.push_back({&*mount_client, tag, true});
+  }
+  TRY(auto base, load_bases(sources, objects.algorithm(), jobs));
 
   // The sha256 of each object of an xxh3-128 store: from the registry's store digests where they
   // name it, else read and hashed here (a first push reads such a store twice).
@@ -180,8 +217,11 @@ Result<TransferSummary> push_snapshot(const ObjectStore& objects, const Manifest
   ProgressMeter progress(options.progress, summary.objects, summary.bytes);
   progress.add(plan.reused_objects, plan.reused_bytes);
 
-  // One task per standalone object and per new pack, `jobs` at a time.
-  const std::size_t tasks = plan.standalone.size() + plan.new_packs.size();
+  // One task per standalone object, per new pack and per pack to mount, `jobs` at a time.
+  std::vector<std::size_t> to_mount;
+  for (std::size_t i : plan.reused_packs)
+    if (base.mount[i]) to_mount.push_back(i);
+  const std::size_t tasks = plan.standalone.size() + plan.new_packs.size() + to_mount.size();
   std::vector<Pack> new_packs(plan.new_packs.size());
   std::vector<remote::PutBlobResult> standalone_results(plan.standalone.size());
   ClientPool pool(client);
@@ -195,6 +235,7 @@ Result<TransferSummary> push_snapshot(const ObjectStore& objects, const Manifest
       return {};
     }
     const std::size_t p = i - plan.standalone.size();
+    if (p >= plan.new_packs.size()) return mount_pack(*c, base.packs[to_mount[p - plan.new_packs.size()]], options.mount_from);
     TRY(new_packs[p], build_pack(objects, plan.new_packs[p], *c, options.mount_from));
     std::uint64_t bytes = 0;
     for (const auto& o : plan.new_packs[p]) bytes += o.size;

@@ -484,6 +484,46 @@ TEST_F(TransferTest, DownloadsGoThroughTheProxyNamedInTheStoreConfig) {
   EXPECT_TRUE(fails_with(m_b->pull(ref(registry.port, "team/p:v1"), {}), ErrorCode::invalid)) << "a typo is an error";
 }
 
+// Dragonfly's dfdaemon sees the headers only if the proxy passes them on: fake_registry.py
+// records what each blob GET arrived with, behind tinyproxy.
+TEST_F(TransferTest, DragonflyHeadersReachTheRegistryThroughTheProxy) {
+  if (auto why = FakeRegistry::missing(); !why.empty()) GTEST_SKIP() << why;
+  if (auto why = Tinyproxy::missing(); !why.empty()) GTEST_SKIP() << why;
+  FakeRegistry registry;
+  ASSERT_TRUE(registry.start(dir()));
+  Tinyproxy proxy;
+  ASSERT_TRUE(proxy.start(dir()));
+  const std::string host = "127.0.0.1:" + std::to_string(registry.port);
+  write_file(dir() / "b" / "treesnap.toml",
+             "[registry.\"" + host + "\"]\nproxy = \"" + proxy.url() +
+                 "\"\nheaders = [\"X-Dragonfly-Use-P2P: true\", \"X-Dragonfly-Tag: team\", "
+                 "\"X-Dragonfly-Application: treesnap\"]\n");
+  for (int i = 0; i < 10; ++i) write_file(src("f" + std::to_string(i)), random_bytes(3000, 600 + i));
+  write_file(src("large"), random_bytes(3 << 19, 61));
+  ASSERT_TRUE(ok(m_a->snapshot(src(), {.name = "s"})));
+  ASSERT_TRUE(ok(m_a->push("s", ref(registry.port, "team/d:v1"), {})));
+  const auto pushed = nlohmann::json::parse(registry.stats());
+  ASSERT_TRUE(ok(m_b->pull(ref(registry.port, "team/d:v1"), {})));
+  ASSERT_TRUE(ok(m_b->restore("team/d:v1", dir() / "out", {})));
+  expect_same_tree(src(), dir() / "out");
+
+  const auto stats = nlohmann::json::parse(registry.stats());
+  const auto& seen = stats["dragonfly"];
+  // The push's own GETs (none: it reads no index on a new tag) came without the headers.
+  const std::size_t before = pushed["dragonfly"].size();
+  ASSERT_EQ(seen.size() - before, 4u) << "config, pack index, pack range, large object: " << stats.dump();
+  for (std::size_t i = before; i < seen.size(); ++i) {
+    EXPECT_EQ(seen[i].value("X-Dragonfly-Use-P2P", ""), "true") << seen[i];
+    EXPECT_EQ(seen[i].value("X-Dragonfly-Tag", ""), "team") << seen[i];
+    EXPECT_EQ(seen[i].value("X-Dragonfly-Application", ""), "treesnap") << seen[i];
+  }
+  const std::string log = proxy.log();
+  const std::string blobs = "GET http://" + host + "/v2/team/d/blobs/sha256:";
+  std::size_t proxied = 0;
+  for (std::size_t at = log.find(blobs); at != std::string::npos; at = log.find(blobs, at + 1)) proxied += 1;
+  EXPECT_EQ(proxied, 4u) << "tinyproxy log:\n" << log;
+}
+
 // ---------------------------------------------------------------------------------------------
 // The on-registry format without a registry
 
