@@ -14,6 +14,7 @@
 # (1024), JOBS (4), OUT (markdown report; stdout when empty), RAW (the per-round TSV; kept in
 # the work directory otherwise). Needs docker-registry, skopeo, jq, python3, tar.
 # The page cache is warm throughout (the numbers measure the protocol and the CPU, not the disk).
+# Sums of bytes use awk printf "%.0f": mawk's "%d" stops at 2^31 - 1.
 set -euo pipefail
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BIN=$(realpath "${TREESNAP_BIN:-$REPO_ROOT/build/treesnap}")
@@ -51,7 +52,7 @@ start_registry() {
 
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
-registry_bytes() { mkdir -p "$WORK/registry"; find "$WORK/registry" -type f -printf '%s\n' | awk '{ n += $1 } END { printf "%d", n }'; }
+registry_bytes() { mkdir -p "$WORK/registry"; find "$WORK/registry" -type f -printf '%s\n' | awk '{ n += $1 } END { printf "%.0f", n }'; }
 
 # An OCI layout holding TREE as one uncompressed tar layer, at DIR.
 make_layout() { # TREE DIR
@@ -200,7 +201,7 @@ SIZES=$WORK/sizes.tsv
 : >"$SIZES"
 for t in $TREES; do
   printf '%s\t%s\t%s\t%s\n' "$t" "$(find "${TREE_DIR[$t]}" -type f | wc -l)" \
-    "$(find "${TREE_DIR[$t]}" -type f -printf '%s\n' | awk '{ n += $1 } END { printf "%d", n }')" \
+    "$(find "${TREE_DIR[$t]}" -type f -printf '%s\n' | awk '{ n += $1 } END { printf "%.0f", n }')" \
     "$(du -s --block-size=1 "${TREE_DIR[$t]}" | cut -f1)" >>"$SIZES"
 done
 
