@@ -104,10 +104,6 @@ struct Store::Impl {
   // A client for `ref`: the caller's access options first, then the store's
   // [registry."host:port"] table (headers and mirrors of both apply), then the defaults.
   Result<remote::RegistryClient> registry(const remote::Reference& ref, const RegistryAccess& access) const {
-    if (objects.algorithm() != DigestAlgorithm::sha256)
-      return std::unexpected(make_error(ErrorCode::unsupported,
-                                        "push and pull need a sha256 store (this one uses xxh3-128, whose digests "
-                                        "are not OCI blob digests)"));
     TRY(auto settings, load_settings(path));
     remote::RegistryOptions client_options;
     client_options.plain_http = access.plain_http;

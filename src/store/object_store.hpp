@@ -71,6 +71,12 @@ class ObjectStore {
   Result<Stored> put_expected(std::string_view expected, std::uint64_t expected_size, std::uint32_t mode,
                               std::int64_t mtime_ns,
                               const std::function<Result<void>(const ByteWriter&)>& produce) const;
+  // As put_expected, for bytes fetched under their sha256 (an OCI blob digest) into a store of
+  // any algorithm: they must hash to `sha256` (raw) and, when `expected` is not empty, to it in
+  // the store's algorithm. Returns the store digest they were published under.
+  Result<Stored> put_fetched(std::string_view sha256, std::string_view expected, std::uint64_t expected_size,
+                             std::uint32_t mode, std::int64_t mtime_ns,
+                             const std::function<Result<void>(const ByteWriter&)>& produce) const;
   // True when object `digest` is present and its bytes hash to it (what an interrupted pull left).
   Result<bool> has_intact(std::string_view digest) const;
   // Reads a whole object and checks its digest: `corrupt` when it does not match.

@@ -2,6 +2,8 @@
 
 #include <unordered_set>
 
+#include <fmt/format.h>
+
 #include "core/digest.hpp"
 #include "remote/reference.hpp"
 #include "util/error.hpp"
@@ -13,9 +15,26 @@ std::vector<ObjectRef> distinct_objects(const Manifest& manifest) {
   std::unordered_set<std::string> seen;
   for (const auto& e : manifest.entries) {
     if (e.type != EntryType::file || e.size == 0) continue;
-    if (seen.insert(e.digest.str()).second) out.push_back({e.digest.str(), e.size, e.mode, e.mtime_ns});
+    if (!seen.insert(e.digest.str()).second) continue;
+    out.push_back({e.digest.str(), manifest.algorithm == DigestAlgorithm::sha256 ? e.digest.str() : std::string(),
+                   e.size, e.mode, e.mtime_ns});
   }
   return out;
+}
+
+Result<Manifest> translate_manifest(Manifest manifest, DigestAlgorithm algorithm,
+                                    const std::unordered_map<std::string, std::string>& digests) {
+  if (manifest.algorithm == algorithm) return manifest;
+  for (auto& e : manifest.entries) {
+    if (e.type != EntryType::file || e.size == 0) continue;
+    auto it = digests.find(e.digest.str());
+    if (it == digests.end())
+      return std::unexpected(make_error(ErrorCode::corrupt, fmt::format("no {} digest for the content of {:?}",
+                                                                        to_string(algorithm), e.path)));
+    e.digest = it->second;
+  }
+  manifest.algorithm = algorithm;
+  return manifest;
 }
 
 void fill_transport(TransferSummary& s, const remote::TransferStats& stats, std::chrono::steady_clock::time_point start) {

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "core/manifest.hpp"
@@ -80,16 +81,25 @@ class ProgressMeter {
   std::chrono::steady_clock::time_point m_last{};
 };
 
+// One content object. On the registry every object is named by its sha256; in a store of
+// another algorithm (xxh3-128) it has a second name, its store digest.
 struct ObjectRef {
-  std::string digest;  // raw
+  std::string digest;  // raw, in the store's algorithm; empty while unknown (pull into xxh3-128)
+  std::string sha256;  // raw; empty while unknown (push from xxh3-128, before hashing)
   std::uint64_t size = 0;
   // Of the first entry with this content: a pulled object gets them, as a snapshotted one does.
   std::uint32_t mode = 0444;
   std::int64_t mtime_ns = 0;
 };
 
-// The distinct content objects of a manifest's files, in manifest order of first appearance.
+// The distinct content objects of a manifest's files, in manifest order of first appearance,
+// with `digest` set (and `sha256` too when the manifest's algorithm is sha256).
 std::vector<ObjectRef> distinct_objects(const Manifest& manifest);
+
+// `manifest` as a store of `algorithm` names it: each file's digest looked up in `digests` (raw
+// old → raw new). corrupt when one is missing (the caller's bug or a registry that lies).
+Result<Manifest> translate_manifest(Manifest manifest, DigestAlgorithm algorithm,
+                                    const std::unordered_map<std::string, std::string>& digests);
 
 // Copies the client's counters into the summary and sets its duration.
 void fill_transport(TransferSummary& summary, const remote::TransferStats& stats, std::chrono::steady_clock::time_point start);

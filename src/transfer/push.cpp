@@ -1,6 +1,8 @@
 #include "transfer/push.hpp"
 
 #include <algorithm>
+#include <memory>
+#include <optional>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -9,43 +11,57 @@
 #include "transfer/common.hpp"
 #include "util/error.hpp"
 #include "transfer/oci_format.hpp"
+#include "transfer/plan.hpp"
 #include "util/posix.hpp"
 #include "util/thread_pool.hpp"
 
 namespace treesnap::transfer {
 namespace {
 
-// An object already in a pack on the registry.
-struct Located {
-  std::size_t pack = 0;  // index into BaseIndex::packs
+// A manifest a push may build on: a reference in the destination repository, or (mount) in the
+// --mount-from repository, whose packs are then mounted rather than uploaded.
+struct BaseSource {
+  remote::RegistryClient* client;
+  std::string reference;
+  bool mount = false;
 };
 
-struct BaseIndex {
-  std::vector<Pack> packs;
-  std::unordered_map<std::string, Located> objects;  // raw digest -> pack
-};
-
-// Reads the packs of the OCI manifests at `references` (tags or digests of this repository)
-// that exist and are treesnap snapshots; anything else contributes nothing.
-Result<BaseIndex> load_bases(remote::RegistryClient& client, const std::vector<std::string>& references, unsigned jobs) {
+// Reads the packs of the OCI manifests of `sources` that exist and are treesnap snapshots;
+// anything else contributes nothing. A pack the destination holds is never taken from the mount
+// source. Store digests of `algorithm` (format 2) fill sha256_of.
+Result<BaseIndex> load_bases(const std::vector<BaseSource>& sources, DigestAlgorithm algorithm, unsigned jobs) {
   BaseIndex base;
+  std::vector<remote::RegistryClient*> reader;  // per pack: a client of a repository holding it
   std::unordered_map<std::string, bool> seen_packs;
   const std::vector<std::string> accept{std::string(k_oci_manifest_type)};
-  for (const auto& reference : references) {
-    auto fetched = client.get_manifest(reference, accept);
+  const std::string store_prefix = std::string(to_string(algorithm)) + ":";
+  for (const auto& source : sources) {
+    auto fetched = source.client->get_manifest(source.reference, accept);
     if (!fetched) {
       if (fetched.error().code == ErrorCode::not_found) continue;
       return std::unexpected(fetched.error());
     }
     auto snapshot = decode_oci_manifest(fetched->bytes);
     if (!snapshot) continue;  // another kind of artifact under that tag: nothing to reuse
-    for (auto& p : snapshot->packs)
-      if (seen_packs.emplace(p.pack.digest, true).second) base.packs.push_back(std::move(p));
+    for (auto& p : snapshot->packs) {
+      if (!seen_packs.emplace(p.pack.digest, true).second) continue;
+      base.packs.push_back(std::move(p));
+      base.mount.push_back(source.mount ? 1 : 0);
+      reader.push_back(source.client);
+    }
+    for (const auto& o : snapshot->objects) {
+      if (algorithm == DigestAlgorithm::sha256 || !o.store_digest.starts_with(store_prefix)) continue;
+      auto raw = from_hex(std::string_view(o.store_digest).substr(store_prefix.size()));
+      auto sha = raw_from_oci(o.digest);
+      if (raw && sha) base.sha256_of.emplace(std::move(*raw), std::move(*sha));
+    }
   }
   std::vector<PackIndex> indexes(base.packs.size());
-  ClientPool pool(client);
+  std::unordered_map<remote::RegistryClient*, std::unique_ptr<ClientPool>> pools;
+  for (auto* c : reader)
+    if (!pools.contains(c)) pools.emplace(c, std::make_unique<ClientPool>(*c));
   if (auto done = parallel_for(base.packs.size(), jobs, 1, [&](std::size_t i) -> Result<void> {
-    auto c = pool.take();
+    auto c = pools.at(reader[i])->take();
     std::string bytes;
     const auto& d = base.packs[i].index;
     TRY_VOID(c->get_blob(d.digest, [&](std::string_view chunk) -> Result<void> {
@@ -58,78 +74,70 @@ Result<BaseIndex> load_bases(remote::RegistryClient& client, const std::vector<s
     return {};
   }); !done)
     return std::unexpected(done.error());
-  for (std::size_t i = 0; i < indexes.size(); ++i)
-    for (const auto& o : indexes[i].objects) base.objects.emplace(o.digest, Located{i});
+  for (std::size_t i = 0; i < indexes.size(); ++i) {
+    const bool same_store = indexes[i].store_algorithm == algorithm;
+    for (const auto& o : indexes[i].objects) {
+      base.objects.emplace(o.digest, i);
+      if (same_store) base.sha256_of.emplace(o.store_digest, o.digest);
+    }
+  }
   return base;
 }
 
-// The registry's copy of each object: a blob of its own, a pack already there, or a new pack.
-struct Plan {
-  std::vector<ObjectRef> standalone;
-  std::vector<std::size_t> reused_packs;            // into BaseIndex::packs, in base order
-  std::vector<std::vector<ObjectRef>> new_packs;    // objects of each new pack, in manifest order
-  std::uint64_t reused_objects = 0, reused_bytes = 0;
-};
+// Mounts a pack of the --mount-from repository and its index. Their bytes are not here: a
+// registry that answers the mount with an upload session fails the push.
+Result<void> mount_pack(remote::RegistryClient& client, const Pack& pack, std::string_view mount_from) {
+  for (const auto* d : {&pack.pack, &pack.index}) {
+    const std::string digest = d->digest;
+    auto absent = [&](std::uint64_t, std::span<char>) -> Result<std::size_t> {
+      return std::unexpected(make_error(ErrorCode::not_found, fmt::format("{} could not be mounted from {}: reused "
+                                                                          "without its bytes (push without --mount-from)",
+                                                                          digest, mount_from)));
+    };
+    TRY_VOID(client.put_blob(d->digest, d->size, absent, mount_from));
+  }
+  return {};
+}
 
-Plan make_plan(const std::vector<ObjectRef>& all, const BaseIndex& base) {
-  Plan plan;
-  std::vector<bool> pack_used(base.packs.size(), false);
-  std::vector<ObjectRef> small;
-  for (const auto& o : all) {
-    if (o.size >= k_standalone_threshold) {
-      plan.standalone.push_back(o);
-    } else if (auto it = base.objects.find(o.digest); it != base.objects.end()) {
-      pack_used[it->second.pack] = true;
-      plan.reused_objects += 1;
-      plan.reused_bytes += o.size;
-    } else {
-      small.push_back(o);
-    }
-  }
-  for (std::size_t i = 0; i < pack_used.size(); ++i)
-    if (pack_used[i]) plan.reused_packs.push_back(i);
-  // Keep the OCI manifest under k_max_layers: the smallest large objects join the packs.
-  std::uint64_t small_bytes = 0;
-  for (const auto& o : small) small_bytes += o.size;
-  auto layers = [&] {
-    return plan.standalone.size() + 2 * (plan.reused_packs.size() + small_bytes / k_pack_target + 1);
-  };
-  if (layers() > k_max_layers) {
-    std::stable_sort(plan.standalone.begin(), plan.standalone.end(),
-                     [](const ObjectRef& a, const ObjectRef& b) { return a.size > b.size; });
-    while (!plan.standalone.empty() && layers() > k_max_layers) {
-      small_bytes += plan.standalone.back().size;
-      small.push_back(std::move(plan.standalone.back()));
-      plan.standalone.pop_back();
-    }
-  }
-  std::uint64_t filled = 0;
-  for (auto& o : small) {
-    if (plan.new_packs.empty() || filled >= k_pack_target) {
-      plan.new_packs.emplace_back();
-      filled = 0;
-    }
-    filled += o.size;
-    plan.new_packs.back().push_back(std::move(o));
-  }
-  return plan;
+// Reads an object of an xxh3-128 store once for both digests: its sha256 (its name on the
+// registry), and its store digest, which must match (a damaged object is never pushed).
+Result<std::string> sha256_of_object(const ObjectStore& objects, const ObjectRef& o) {
+  TRY(auto fd, objects.open_object(o.digest));
+  Hasher sha(DigestAlgorithm::sha256);
+  std::uint64_t at = 0;
+  TRY(auto digest, objects.hash_fd(fd.get(), o.size, "object", [&](std::uint64_t offset, std::string_view bytes) {
+    if (offset > at) sha.update_zeros(offset - at);
+    sha.update(bytes);
+    at = offset + bytes.size();
+  }));
+  if (at < o.size) sha.update_zeros(o.size - at);
+  if (digest != o.digest)
+    return std::unexpected(make_error(ErrorCode::corrupt, fmt::format("object {} in the store is damaged (run treesnap verify)",
+                                                                      digest_text(objects.algorithm(), o.digest))));
+  return sha.finish();
 }
 
 // Reads, checks and (where it pays) compresses the objects of one pack, then uploads the pack
-// and its index.
-Result<Pack> build_pack(const ObjectStore& objects, const std::vector<ObjectRef>& members, remote::RegistryClient& client) {
+// and its index (mounting either when `mount_from` holds it already).
+Result<Pack> build_pack(const ObjectStore& objects, const std::vector<ObjectRef>& members, remote::RegistryClient& client,
+                        std::string_view mount_from) {
+  const bool sha256_store = objects.algorithm() == DigestAlgorithm::sha256;
   std::string pack;
   PackIndex index;
+  if (!sha256_store) index.store_algorithm = objects.algorithm();
   std::string buffer;
   for (const auto& o : members) {
     TRY(auto fd, objects.open_object(o.digest));
     buffer.resize(static_cast<std::size_t>(o.size));
     TRY(auto got, pread_full(fd.get(), buffer, 0, "object"));
-    if (got != o.size || hash_bytes(DigestAlgorithm::sha256, buffer) != o.digest)
+    // In an xxh3-128 store the sha256 may come from the registry's own index: checked here too.
+    if (got != o.size || hash_bytes(objects.algorithm(), buffer) != o.digest ||
+        (!sha256_store && hash_bytes(DigestAlgorithm::sha256, buffer) != o.sha256))
       return std::unexpected(make_error(ErrorCode::corrupt, fmt::format("object {} in the store is damaged (run treesnap verify)",
-                                                                        oci_text(o.digest))));
+                                                                        digest_text(objects.algorithm(), o.digest))));
     std::string compressed = compress_if_smaller(buffer);
-    PackedObject entry{o.digest, pack.size(), 0, o.size, compressed.empty() ? Codec::raw : Codec::zstd};
+    PackedObject entry{o.sha256, sha256_store ? std::string() : o.digest, pack.size(), 0, o.size,
+                       compressed.empty() ? Codec::raw : Codec::zstd};
     pack += compressed.empty() ? buffer : compressed;
     entry.stored = pack.size() - entry.offset;
     index.objects.push_back(std::move(entry));
@@ -137,11 +145,22 @@ Result<Pack> build_pack(const ObjectStore& objects, const std::vector<ObjectRef>
   index.pack_digest = remote::oci_digest(pack);
   index.pack_size = pack.size();
   std::string index_bytes = encode_pack_index(index);
-  Pack out{{std::string(k_pack_index_type), remote::oci_digest(index_bytes), index_bytes.size()},
-           {std::string(k_pack_type), index.pack_digest, pack.size()}};
-  TRY_VOID(client.put_blob(out.pack.digest, out.pack.size, remote::read_memory(pack)));
-  TRY_VOID(client.put_blob(out.index.digest, out.index.size, remote::read_memory(index_bytes)));
+  Pack out{{std::string(k_pack_index_type), remote::oci_digest(index_bytes), index_bytes.size(), {}},
+           {std::string(k_pack_type), index.pack_digest, pack.size(), {}}};
+  TRY_VOID(client.put_blob(out.pack.digest, out.pack.size, remote::read_memory(pack), mount_from));
+  TRY_VOID(client.put_blob(out.index.digest, out.index.size, remote::read_memory(index_bytes), mount_from));
   return out;
+}
+
+// The config blob: the snapshot's manifest object byte for byte in a sha256 store; elsewhere the
+// manifest with every digest replaced by its sha256, so the registry holds sha256 names only.
+Result<std::string> config_blob(const ObjectStore& objects, const Manifest& manifest, const std::string& manifest_digest,
+                                const std::vector<ObjectRef>& all) {
+  if (objects.algorithm() == DigestAlgorithm::sha256) return objects.read_verified(manifest_digest);
+  std::unordered_map<std::string, std::string> sha256_of;
+  for (const auto& o : all) sha256_of.emplace(o.digest, o.sha256);
+  TRY(auto translated, translate_manifest(manifest, DigestAlgorithm::sha256, sha256_of));
+  return encode_manifest(translated);
 }
 
 std::string rfc3339_now() {
@@ -161,12 +180,32 @@ Result<TransferSummary> push_snapshot(const ObjectStore& objects, const Manifest
                                       const PushOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   const unsigned jobs = std::max(1u, options.access.jobs);
-  const auto all = distinct_objects(manifest);
+  auto all = distinct_objects(manifest);
 
-  // Packs of the tag's current manifest and of the bases the caller named.
-  std::vector<std::string> base_refs{tag};
-  for (const auto& b : options.bases) base_refs.push_back(b);
-  TRY(auto base, load_bases(client, base_refs, jobs));
+  // Packs of the tag's current manifest, of the bases the caller named, and of the same tag in
+  // the --mount-from repository (mounted).
+  std::vector<BaseSource> sources{{&client, tag, false}};
+  for (const auto& b : options.bases) sources.push_back({&client, b, false});
+  std::optional<remote::RegistryClient> mount_client;
+  if (!options.mount_from.empty()) {
+    TRY(mount_client, client.for_repository(options.mount_from));
+    sources.push_back({&*mount_client, tag, true});
+  }
+  TRY(auto base, load_bases(sources, objects.algorithm(), jobs));
+
+  // The sha256 of each object of an xxh3-128 store: from the registry's store digests where they
+  // name it, else read and hashed here (a first push reads such a store twice).
+  if (objects.algorithm() != DigestAlgorithm::sha256) {
+    for (auto& o : all)
+      if (auto it = base.sha256_of.find(o.digest); it != base.sha256_of.end()) o.sha256 = it->second;
+    if (auto done = parallel_for(all.size(), jobs, 16, [&](std::size_t i) -> Result<void> {
+      if (all[i].sha256.empty()) {
+        TRY(all[i].sha256, sha256_of_object(objects, all[i]));
+      }
+      return {};
+    }); !done)
+      return std::unexpected(done.error());
+  }
   Plan plan = make_plan(all, base);
 
   TransferSummary summary;
@@ -178,8 +217,11 @@ Result<TransferSummary> push_snapshot(const ObjectStore& objects, const Manifest
   ProgressMeter progress(options.progress, summary.objects, summary.bytes);
   progress.add(plan.reused_objects, plan.reused_bytes);
 
-  // One task per standalone object and per new pack, `jobs` at a time.
-  const std::size_t tasks = plan.standalone.size() + plan.new_packs.size();
+  // One task per standalone object, per new pack and per pack to mount, `jobs` at a time.
+  std::vector<std::size_t> to_mount;
+  for (std::size_t i : plan.reused_packs)
+    if (base.mount[i]) to_mount.push_back(i);
+  const std::size_t tasks = plan.standalone.size() + plan.new_packs.size() + to_mount.size();
   std::vector<Pack> new_packs(plan.new_packs.size());
   std::vector<remote::PutBlobResult> standalone_results(plan.standalone.size());
   ClientPool pool(client);
@@ -188,12 +230,13 @@ Result<TransferSummary> push_snapshot(const ObjectStore& objects, const Manifest
     if (i < plan.standalone.size()) {
       const auto& o = plan.standalone[i];
       TRY(auto fd, objects.open_object(o.digest));
-      TRY(standalone_results[i], c->put_blob(oci_text(o.digest), o.size, remote::read_fd(fd.get()), options.mount_from));
+      TRY(standalone_results[i], c->put_blob(oci_text(o.sha256), o.size, remote::read_fd(fd.get()), options.mount_from));
       progress.add(1, o.size);
       return {};
     }
     const std::size_t p = i - plan.standalone.size();
-    TRY(new_packs[p], build_pack(objects, plan.new_packs[p], *c));
+    if (p >= plan.new_packs.size()) return mount_pack(*c, base.packs[to_mount[p - plan.new_packs.size()]], options.mount_from);
+    TRY(new_packs[p], build_pack(objects, plan.new_packs[p], *c, options.mount_from));
     std::uint64_t bytes = 0;
     for (const auto& o : plan.new_packs[p]) bytes += o.size;
     progress.add(plan.new_packs[p].size(), bytes);
@@ -215,14 +258,17 @@ Result<TransferSummary> push_snapshot(const ObjectStore& objects, const Manifest
   }
   summary.packs_new = plan.new_packs.size();
 
-  // The config blob is the snapshot's manifest object, byte for byte.
-  TRY(auto config_bytes, objects.read_verified(manifest_digest));
+  TRY(auto config_bytes, config_blob(objects, manifest, manifest_digest, all));
   OciSnapshot oci;
-  oci.config = {std::string(k_config_type), oci_text(manifest_digest), config_bytes.size()};
-  TRY_VOID(client.put_blob(oci.config.digest, oci.config.size, remote::read_memory(config_bytes)));
+  oci.config = {std::string(k_config_type), remote::oci_digest(config_bytes), config_bytes.size(), {}};
+  TRY_VOID(client.put_blob(oci.config.digest, oci.config.size, remote::read_memory(config_bytes), options.mount_from));
   for (std::size_t i : plan.reused_packs) oci.packs.push_back(base.packs[i]);
   for (auto& p : new_packs) oci.packs.push_back(std::move(p));
-  for (const auto& o : plan.standalone) oci.objects.push_back({std::string(k_object_type), oci_text(o.digest), o.size});
+  const bool sha256_store = objects.algorithm() == DigestAlgorithm::sha256;
+  oci.store_digests = !sha256_store;
+  for (const auto& o : plan.standalone)
+    oci.objects.push_back({std::string(k_object_type), oci_text(o.sha256), o.size,
+                           sha256_store ? std::string() : digest_text(objects.algorithm(), o.digest)});
   oci.name = name;
   oci.created = rfc3339_now();
   std::string manifest_json = encode_oci_manifest(oci);

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # push, pull and restore oci://… through the binary against Debian's docker-registry on loopback:
 # --json summaries, trees compared with diff -r and bsdtar mtree listings, an incremental push
-# that sends one file, and a hostile reference refused with the documented error line.
+# that sends one file, xxh3-128 stores both ways across algorithms, --mount-from and mirrors
+# counted in the registries' access logs, and a hostile reference refused with the documented
+# error line.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -9,25 +11,37 @@ command -v docker-registry >/dev/null || skip "docker-registry is not installed 
 command -v jq >/dev/null || skip "jq is not installed"
 command -v bsdtar >/dev/null || skip "bsdtar is not installed (libarchive-tools)"
 
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cat >"$WORK/registry.yml" <<YAML
+# start_registry NAME: docker-registry on a free loopback port with its data in $WORK/NAME and its
+# access log (one line per request: "METHOD URI HTTP/1.1" STATUS) in $WORK/NAME.log; sets PORT.
+start_registry() {
+  local name=$1
+  PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  cat >"$WORK/$name.yml" <<YAML
 version: 0.1
 log:
   level: error
 storage:
   filesystem:
-    rootdirectory: $WORK/registry
+    rootdirectory: $WORK/$name
 http:
   addr: 127.0.0.1:$PORT
 YAML
-docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 &
-REGISTRY_PID=$!
-at_exit "kill $REGISTRY_PID 2>/dev/null || true; wait $REGISTRY_PID 2>/dev/null || true"
-for _ in $(seq 100); do
-  curl -fs "http://127.0.0.1:$PORT/v2/" >/dev/null && break
-  sleep 0.1
-done
-curl -fs "http://127.0.0.1:$PORT/v2/" >/dev/null || fail "docker-registry did not start: $(cat "$WORK/registry.log")"
+  docker-registry serve "$WORK/$name.yml" >"$WORK/$name.log" 2>&1 &
+  local pid=$!
+  at_exit "kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true"
+  for _ in $(seq 100); do
+    curl -fs "http://127.0.0.1:$PORT/v2/" >/dev/null && break
+    sleep 0.1
+  done
+  curl -fs "http://127.0.0.1:$PORT/v2/" >/dev/null || fail "docker-registry did not start: $(cat "$WORK/$name.log")"
+}
+
+# log_since LOG MARK: the lines of LOG after its first MARK lines.
+log_since() { tail -n "+$(($2 + 1))" "$1"; }
+# count_lines PATTERN: lines of stdin matching the extended regex (0 when none).
+count_lines() { grep -cE "$1" || true; }
+
+start_registry registry
 REF=oci://127.0.0.1:$PORT/team/envs
 
 # Bytes of the registry's files (directories left out: each new blob adds a few of 4 KiB).
@@ -82,6 +96,80 @@ step "restore oci://… again: the local name follows the tag, one object fetche
 expect_status 0 "$TREESNAP_BIN" --store "$STORE3" --json restore "$REF:v1" "$WORK/out3"
 jq_assert "$OUT" '.pull.objects_moved == 1' "incremental pull"
 diff -r "$SRC" "$WORK/out3" || fail "restored tree differs after the incremental pull"
+
+step "xxh3-128 stores: push, pull into xxh3-128 and sha256 stores, and sha256 into xxh3-128"
+XA=$WORK/xa XB=$WORK/xb
+mtree_of "$SRC" >"$WORK/src2.mtree"
+expect_status 0 "$TREESNAP_BIN" --store "$XA" init --digest xxh3-128
+expect_status 0 "$TREESNAP_BIN" --store "$XB" init --digest xxh3-128
+"$TREESNAP_BIN" --store "$XA" -q snapshot "$SRC" --name xenv:v1
+expect_status 0 "$TREESNAP_BIN" --store "$XA" --json push xenv:v1 "$REF:x1"
+# The large files are there already, and so is the config: the manifest translated to sha256 is
+# env:v2's manifest object byte for byte (same tree).
+jq_assert "$OUT" '.objects == .objects_moved + .objects_skipped and .blobs_skipped == 3 and .standalone_objects == 2' "xxh3-128 push summary"
+XID=$(jq -r .id "$OUT")
+expect_status 0 "$TREESNAP_BIN" --store "$XB" --json restore "$REF:x1" "$WORK/out-xx"
+jq_assert "$OUT" ".pull.objects_moved == .pull.objects and .pull.id == \"$XID\"" "xxh3-128 → xxh3-128, same id"
+mtree_of "$WORK/out-xx" >"$WORK/out-xx.mtree"
+assert_same_listing "$WORK/src2.mtree" "$WORK/out-xx.mtree" "mtree listings (xxh3-128 → xxh3-128)"
+expect_status 0 "$TREESNAP_BIN" --store "$STORE2" --json restore "$REF:x1" "$WORK/out-xs"
+mtree_of "$WORK/out-xs" >"$WORK/out-xs.mtree"
+assert_same_listing "$WORK/src2.mtree" "$WORK/out-xs.mtree" "mtree listings (xxh3-128 → sha256)"
+expect_status 0 "$TREESNAP_BIN" --store "$XB" --json pull "$REF:v1" --name fromsha:v1
+jq_assert "$OUT" '.objects > 100' "sha256 → xxh3-128 pull"
+expect_status 0 "$TREESNAP_BIN" --store "$XB" restore fromsha:v1 "$WORK/out-sx"
+diff -r "$SRC" "$WORK/out-sx" || fail "sha256 → xxh3-128: restored tree differs"
+expect_status 0 "$TREESNAP_BIN" --store "$XB" --json verify
+jq_assert "$OUT" '(.bad | length) == 0' "the xxh3-128 store verifies clean after both pulls"
+
+step "push to another repository with --mount-from: every blob mounted (201), none uploaded"
+mark=$(wc -l <"$WORK/registry.log")
+expect_status 0 ts --json push env:v2 "oci://127.0.0.1:$PORT/team/copy:v1" --mount-from team/envs
+# The reused packs and indexes of team/envs:v1 (2 + 2), the two large files and the config.
+jq_assert "$OUT" '.blobs_mounted == 7 and .blobs_uploaded == 0 and .objects_moved == 0' "push --mount-from summary"
+requests=$(log_since "$WORK/registry.log" "$mark")
+mounts=$(count_lines '"POST /v2/team/copy/blobs/uploads/\?mount=sha256%3A[0-9a-f]{64}&from=team%2Fenvs HTTP/1.1" 201' <<<"$requests")
+assert_eq "$mounts" 7 "POST ?mount= answered 201 in the registry's log"
+assert_eq "$(count_lines '"(PUT|PATCH) /v2/team/copy/blobs/' <<<"$requests")" 0 "blob PUTs or PATCHes to team/copy"
+expect_status 0 "$TREESNAP_BIN" --store "$WORK/store-copy" restore "oci://127.0.0.1:$PORT/team/copy:v1" "$WORK/out-copy"
+diff -r "$SRC" "$WORK/out-copy" || fail "the mounted copy restores another tree"
+
+step "mirrors from the store's config: blobs from the mirror, from the registry when it lacks them"
+PRIMARY=$PORT
+start_registry mirror
+MIRROR=$PORT
+PORT=$PRIMARY
+expect_status 0 ts --json push env:v1 "oci://127.0.0.1:$PRIMARY/team/mirrored:m1"
+R1=$(jq -r .reference "$OUT")
+expect_status 0 ts push env:v1 "oci://127.0.0.1:$MIRROR/team/mirrored:m1"
+expect_status 0 ts --json push env:v2 "oci://127.0.0.1:$PRIMARY/team/mirrored:m1"
+R2=$(jq -r .reference "$OUT")
+jq_assert "$OUT" '.packs_new == 1 and .packs_reused == 1' "env:v2 on the primary: one new pack"
+for s in m1 m2; do
+  expect_status 0 "$TREESNAP_BIN" --store "$WORK/store-$s" init
+  printf '[registry."127.0.0.1:%s"]\nmirrors = ["http://127.0.0.1:%s"]\n' "$PRIMARY" "$MIRROR" >>"$WORK/store-$s/treesnap.toml"
+done
+blob_gets='"GET /v2/team/mirrored/blobs/sha256:[0-9a-f]{64} HTTP/1.1"'
+
+# env:v1 is whole on the mirror: the primary serves no blob.
+p_mark=$(wc -l <"$WORK/registry.log") m_mark=$(wc -l <"$WORK/mirror.log")
+expect_status 0 "$TREESNAP_BIN" --store "$WORK/store-m1" --json restore "$R1" "$WORK/out-m1"
+assert_eq "$(log_since "$WORK/registry.log" "$p_mark" | count_lines "$blob_gets")" 0 "blob GETs at the primary"
+# The config, the pack index, the pack (its 120 objects in one coalesced range), 2 large files.
+assert_eq "$(log_since "$WORK/mirror.log" "$m_mark" | count_lines "$blob_gets 20[06]")" 5 "blob GETs served by the mirror"
+mtree_of "$WORK/out-m1" >"$WORK/out-m1.mtree"
+assert_same_listing "$WORK/src.mtree" "$WORK/out-m1.mtree" "mtree listings (pulled through the mirror)"
+
+# env:v2: its new pack, index and config are on the primary only; the rest on the mirror.
+p_mark=$(wc -l <"$WORK/registry.log") m_mark=$(wc -l <"$WORK/mirror.log")
+expect_status 0 "$TREESNAP_BIN" --store "$WORK/store-m2" --json restore "$R2" "$WORK/out-m2"
+primary=$(log_since "$WORK/registry.log" "$p_mark" | count_lines "$blob_gets 20[06]")
+mirror_404=$(log_since "$WORK/mirror.log" "$m_mark" | count_lines "$blob_gets 404")
+mirror_ok=$(log_since "$WORK/mirror.log" "$m_mark" | count_lines "$blob_gets 20[06]")
+assert_eq "$primary" 3 "blob GETs at the primary (config, new index, new pack)"
+assert_eq "$mirror_404" 3 "the mirror's 404s for what it lacks"
+assert_eq "$mirror_ok" 4 "blob GETs served by the mirror (the old index and pack, 2 large files)"
+diff -r "$SRC" "$WORK/out-m2" || fail "restored tree differs (mirror and primary mixed)"
 
 step "errors: no tag to push to, a missing tag, plain --help"
 expect_status 1 ts push env:v1 "$REF"

@@ -16,7 +16,8 @@ Control: POST /__faults with {"blob_get": [...], "patch": [...]}: each request o
 consumes the first fault in its list. Blob GET faults: "503", "reset" (half the body, then a TCP
 RST), "truncate" (half the body, then close), "stall" (half the body, then silence), "wrong"
 (other bytes), "huge" (declares a 1 TB body). PATCH faults: "500-half" (keep half the chunk, then
-answer 500). GET /__stats returns counters as JSON.
+answer 500). GET /__stats returns counters as JSON, with the Range and X-Dragonfly-* headers of
+every blob GET.
 """
 import argparse
 import base64
@@ -37,7 +38,7 @@ UPLOADS = {}  # uuid -> bytearray
 MANIFESTS = {}  # (repository, tag or digest) -> (media type, bytes)
 FAULTS = {"blob_get": [], "patch": []}
 STATS = {"token_requests": 0, "blob_gets": 0, "patches": 0, "upload_status": 0, "unauthorized": 0,
-         "ranges": []}
+         "ranges": [], "dragonfly": []}
 TOKENS = {"current": 0, "uses": 0}
 ARGS = None
 
@@ -173,6 +174,8 @@ class Handler(BaseHTTPRequestHandler):
             if self.command == "GET":
                 STATS["blob_gets"] += 1
                 STATS["ranges"].append(self.headers.get("Range", ""))
+                # The X-Dragonfly-* headers each blob GET arrived with (a proxy must pass them on).
+                STATS["dragonfly"].append({k: v for k, v in self.headers.items() if k.lower().startswith("x-dragonfly-")})
         if data is None:
             return self.reply(404, b'{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown"}]}')
         if self.command == "HEAD":
