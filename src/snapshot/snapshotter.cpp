@@ -214,9 +214,18 @@ Result<SnapshotSummary> take_snapshot(const ObjectStore& objects, Database& db, 
   Manifest manifest{objects.algorithm(), std::move(entries), relocation_root, std::move(relocations)};
   std::sort(manifest.relocations.begin(), manifest.relocations.end(),
             [](const Relocation& a, const Relocation& b) { return a.entry_index < b.entry_index; });
+  // The manifest of a tree snapshotted before may exist as an orphan that no lease protects (its
+  // snapshot was removed before this one started): held first, so that a gc is not unlinking it
+  // while publish finds it present, and waited for when a gc is. Without this, the commit below
+  // recorded a manifest whose file the gc had just removed.
+  auto hold_manifest = [&](const std::string& digest) -> Result<void> {
+    TRY(auto held, lease.hold(digest));
+    (void)held;  // held (protected now) or absent: either way publishing is safe
+    return {};
+  };
   TRY(auto stored_manifest, objects.put_stream([&](const ObjectStore::ByteWriter& write) {
     return encode_manifest(manifest, write);
-  }));
+  }, hold_manifest));
   const std::string& manifest_digest = stored_manifest.digest;
   timer.phase("manifest");
   // Every object must be durable before the row that makes the snapshot visible.

@@ -254,7 +254,8 @@ Result<std::string> ObjectStore::put_bytes(std::string_view data) const {
   return digest;
 }
 
-Result<ObjectStore::Stored> ObjectStore::put_stream(const std::function<Result<void>(const ByteWriter&)>& produce) const {
+Result<ObjectStore::Stored> ObjectStore::put_stream(const std::function<Result<void>(const ByteWriter&)>& produce,
+                                                    const DigestFn& before_publish) const {
   TRY(auto staged, stage());
   Hasher hasher(m_algorithm);
   Stored stored;
@@ -264,6 +265,7 @@ Result<ObjectStore::Stored> ObjectStore::put_stream(const std::function<Result<v
     return write_full(staged.get(), bytes, "staged object");
   }));
   stored.digest = hasher.finish();
+  if (before_publish) TRY_VOID(before_publish(stored.digest));
   TRY_VOID(set_object_metadata(staged.get(), 0444, now_ns()));
   // An object already published under this name is re-hashed and kept when it matches.
   TRY(stored.stamp, publish(std::move(staged), m_objects.get(), layout::object_name(stored.digest), stored.digest));
