@@ -107,25 +107,24 @@ class Collector {
   Collector(const ObjectStore& store, Database& db, Lease& lease, const GcOptions& options, GcReport& report)
       : m_store(store), m_db(db), m_lease(lease), m_options(options), m_report(report), m_variants(store) {}
 
-  // Forgets dead leases; finishes collections their holders left half-done.
+  // Forgets dead leases; finishes collections their holders left half-done, and those of
+  // collectors that stopped on an error.
   Result<void> roots() {
     TRY(auto all, m_db.leases());
     const auto now = now_ns();
     const auto host = host_name();
     const auto boot = boot_id();
-    std::vector<std::int64_t> dead;
     for (const auto& l : all) {
       if (l.id == m_lease.id()) continue;
       if (lease_dead(l, now, host, boot)) {
-        dead.push_back(l.id);
         TRY_VOID(m_db.remove_lease(l.id));
         m_report.leases_cleaned += 1;
       } else if (l.kind != "gc") {
         m_oldest_lease_ns = std::min(m_oldest_lease_ns, l.started_ns);
       }
     }
-    if (m_options.dry_run || dead.empty()) return {};
-    TRY(auto abandoned, m_db.claim_abandoned(m_lease.id(), dead));
+    if (m_options.dry_run) return {};
+    TRY(auto abandoned, m_db.claim_abandoned(m_lease.id()));
     return remove_claimed(abandoned);
   }
 
