@@ -14,6 +14,7 @@
 #include "core/digest.hpp"
 #include "meta/lease.hpp"
 #include "store/layout.hpp"
+#include "util/failpoint.hpp"
 #include "util/posix.hpp"
 #include "util/trace.hpp"
 
@@ -88,6 +89,8 @@ Result<Removal> remove_object_files(const ObjectStore& store, VariantIndex& vari
   TRY(auto removal, measure_removal(store, variants, digest));
   TRY(auto names, variants.of(digest));
   for (const auto& n : names) TRY_VOID(unlink_quietly(store.variants_fd(), n));
+  if (int err = failpoint::error("gc.unlink"))
+    return std::unexpected(os_error(err, "gc: unlink " + layout::object_name(digest)));
   TRY_VOID(unlink_quietly(store.objects_fd(), layout::object_name(digest)));
   return removal;
 }
@@ -278,6 +281,7 @@ class Collector {
       m_report.bytes_freed += removal.freed;
       m_report.variants_removed += removal.variants;
     }
+    if (int err = failpoint::error("gc.after_unlink")) return std::unexpected(os_error(err, "gc: delete collected rows"));
     return m_db.finish_collected(m_lease.id(), claimed);
   }
 
