@@ -252,6 +252,8 @@ class Database {
   Result<void> finish_collected(std::int64_t self, const std::vector<CollectCandidate>& done);
   // Any row, whatever its state (the --full sweep's question).
   Result<bool> is_recorded(const std::string& digest);
+  // usage.seq now: it moves exactly when a lease is added.
+  Result<std::int64_t> sequence();
 
   // --- Integrity: fingerprints, quarantine, restore records (meta/database_integrity.cpp) ---
   Result<std::vector<Fingerprint>> fingerprints();

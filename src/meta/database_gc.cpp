@@ -184,6 +184,13 @@ Result<void> Database::finish_collected(std::int64_t self, const std::vector<Col
   });
 }
 
+Result<std::int64_t> Database::sequence() {
+  Statement s(m_db, "SELECT seq FROM usage WHERE id = 0");
+  TRY(auto row, s.step());
+  if (!row) return std::unexpected(make_error(ErrorCode::corrupt, "database: the usage row is missing"));
+  return s.i64(0);
+}
+
 Result<bool> Database::is_recorded(const std::string& digest) {
   Statement s(m_db, "SELECT 1 FROM objects WHERE digest = ?");
   return s.bind_blob(1, digest).step();

@@ -33,6 +33,7 @@ constexpr std::string_view k_names[] = {
     "restore.after_rename",    // crash: the tree in place, its restore record not written
     "gc.unlink",               // removing a collected object's file
     "gc.after_unlink",         // crash: a batch's files removed, its rows not yet deleted
+    "gc.after_aside",          // crash: --full moved an unrecorded file into tmp/, not yet deleted
 };
 
 constexpr std::pair<std::string_view, int> k_errnos[] = {

@@ -155,4 +155,19 @@ expect_crash "gc.after_unlink=crash" ts gc --grace 0
 check_store "gc killed between unlink and row deletion"
 check_clean_after_gc "gc rerun after a kill"
 
+step "gc --full: killed with an unrecorded file moved aside, the next gc puts it back"
+mutate
+expect_crash "snapshot.after_sync=crash" ts snapshot "$SRC" --name lost # unrecorded objects
+expect_crash "gc.after_aside=crash" ts gc --grace 0 --full
+aside=$(find "$STORE/tmp" -name 'gc-*' -printf '%f\n')
+[[ -n $aside ]] || fail "the killed gc left no file moved aside in tmp/"
+origin=${aside#gc-*-objects.}
+origin=${origin/./\/}
+[[ ! -e "$STORE/objects/$origin" ]] || fail "objects/$origin is still in place after the move aside"
+expect_status 0 ts gc --grace 0
+[[ -f "$STORE/objects/$origin" ]] || fail "gc did not put objects/$origin back from tmp/$aside"
+assert_eq "$(find "$STORE/tmp" -mindepth 1 | wc -l)" 0 "staging files after the put-back"
+check_store "gc --full killed after a move aside"
+check_clean_after_gc "gc --full rerun"
+
 echo "PASS: faults"
