@@ -239,6 +239,10 @@ Result<TransferSummary> pull_snapshot(const ObjectStore& objects, Database& db, 
   summary.bytes_moved = moved_bytes.load();
 
   // 6. The manifest object, then durability, then the one transaction that makes it visible.
+  // Held first, as a snapshot holds its manifest: an orphan copy of it that no lease protects
+  // could otherwise be unlinked by a gc after publish finds it present, before the commit.
+  TRY(auto manifest_held, lease.hold(manifest_digest));
+  (void)manifest_held;
   TRY(auto stored_manifest, objects.put_expected(manifest_digest, config.size(), 0444, now_ns(), [&](const ObjectStore::ByteWriter& write) {
     return write(config);
   }));
