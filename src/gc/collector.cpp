@@ -1,6 +1,8 @@
 #include "gc/collector.hpp"
 
+#include <stdio.h>  // renameat2, RENAME_NOREPLACE
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -14,6 +16,7 @@
 #include "core/digest.hpp"
 #include "meta/lease.hpp"
 #include "store/layout.hpp"
+#include "util/failpoint.hpp"
 #include "util/posix.hpp"
 #include "util/trace.hpp"
 
@@ -88,6 +91,8 @@ Result<Removal> remove_object_files(const ObjectStore& store, VariantIndex& vari
   TRY(auto removal, measure_removal(store, variants, digest));
   TRY(auto names, variants.of(digest));
   for (const auto& n : names) TRY_VOID(unlink_quietly(store.variants_fd(), n));
+  if (int err = failpoint::error("gc.unlink"))
+    return std::unexpected(os_error(err, "gc: unlink " + layout::object_name(digest)));
   TRY_VOID(unlink_quietly(store.objects_fd(), layout::object_name(digest)));
   return removal;
 }
@@ -107,25 +112,24 @@ class Collector {
   Collector(const ObjectStore& store, Database& db, Lease& lease, const GcOptions& options, GcReport& report)
       : m_store(store), m_db(db), m_lease(lease), m_options(options), m_report(report), m_variants(store) {}
 
-  // Forgets dead leases; finishes collections their holders left half-done.
+  // Forgets dead leases; finishes collections their holders left half-done, and those of
+  // collectors that stopped on an error.
   Result<void> roots() {
     TRY(auto all, m_db.leases());
     const auto now = now_ns();
     const auto host = host_name();
     const auto boot = boot_id();
-    std::vector<std::int64_t> dead;
     for (const auto& l : all) {
       if (l.id == m_lease.id()) continue;
       if (lease_dead(l, now, host, boot)) {
-        dead.push_back(l.id);
         TRY_VOID(m_db.remove_lease(l.id));
         m_report.leases_cleaned += 1;
       } else if (l.kind != "gc") {
         m_oldest_lease_ns = std::min(m_oldest_lease_ns, l.started_ns);
       }
     }
-    if (m_options.dry_run || dead.empty()) return {};
-    TRY(auto abandoned, m_db.claim_abandoned(m_lease.id(), dead));
+    if (m_options.dry_run) return {};
+    TRY(auto abandoned, m_db.claim_abandoned(m_lease.id()));
     return remove_claimed(abandoned);
   }
 
@@ -199,9 +203,13 @@ class Collector {
     const std::int64_t cutoff = now_ns() - m_options.grace_seconds * 1'000'000'000;
     for (const auto& n : names) {
       auto st = stat_at(m_store.staging_fd(), n);
-      if (!st || to_ns(st->st_mtim) > cutoff) continue;
       const long owner = layout::staging_owner(n);
-      if (owner != 0 && process_alive(owner)) continue;
+      if (!st || (owner != 0 && process_alive(owner))) continue;
+      if (auto origin = layout::gc_aside_origin(n)) {  // a killed gc --full's: back where it was
+        if (!m_options.dry_run) TRY_VOID(put_back(n, *origin));
+        continue;
+      }
+      if (to_ns(st->st_mtim) > cutoff) continue;
       m_report.staging_removed += 1;
       m_report.staging_bytes += freed_if_unlinked(*st);
       if (m_options.dry_run) continue;
@@ -240,37 +248,77 @@ class Collector {
     return {};
   }
 
-  // --full: files under objects/ and variants/ that no row records, older than the grace period
-  // and than every live lease (a running snapshot's objects have no row until it commits).
+  // --full: files under objects/ and variants/ that no row records, older than the grace period.
+  // A running snapshot may rely on such a file before its row exists: publish found the name
+  // taken by the same bytes (a killed run's leftover) and kept it, and the row comes with the
+  // commit. Deleting by name after a check would race that, whatever the check. So the sweep runs
+  // only while no other lease is live, and moves each file aside into tmp/ first: if a lease
+  // began meanwhile (usage.seq moved, and a lease is taken before anything is published), the
+  // file goes back and the sweep stops; a snapshot that starts after the move finds the name
+  // free and links its own copy. A gc killed in between leaves the file in tmp/ under a name
+  // that says where it came from, and staging() puts it back.
   Result<void> unrecorded() {
-    const std::int64_t cutoff = std::min(now_ns() - m_options.grace_seconds * 1'000'000'000, m_oldest_lease_ns);
-    TRY_VOID(m_db.begin_read());
-    auto swept = [&]() -> Result<void> {
-      for (const auto& shard : layout::shard_names()) {
-        for (int dir : {m_store.objects_fd(), m_store.variants_fd()}) {
-          auto names = list_names(dir, shard);
-          if (!names) continue;
-          for (const auto& n : *names) {
-            std::string digest = layout::digest_from_object_name(shard, std::string_view(n).substr(0, n.find('.')));
-            if (digest.empty()) continue;  // not named by treesnap: left alone
-            TRY(auto recorded, m_db.is_recorded(digest));
-            if (recorded) continue;
-            std::string name = shard + "/" + n;
-            auto st = stat_at(dir, name);
-            if (!st || to_ns(st->st_ctim) > cutoff) continue;
-            m_report.unrecorded_removed += 1;
-            m_report.unrecorded_bytes += freed_if_unlinked(*st);
-            if (!m_options.dry_run) TRY_VOID(unlink_quietly(dir, name));
+    const std::int64_t cutoff = now_ns() - m_options.grace_seconds * 1'000'000'000;
+    TRY(const auto start_seq, m_db.sequence());
+    TRY(auto all, m_db.leases());
+    for (const auto& l : all)
+      if (l.id != m_lease.id() && l.kind != "gc") return {};  // busy: left for a gc --full on a quiet store
+    for (const auto& shard : layout::shard_names()) {
+      for (const auto top : {layout::k_objects, layout::k_variants}) {
+        const int dir = top == layout::k_objects ? m_store.objects_fd() : m_store.variants_fd();
+        auto names = list_names(dir, shard);
+        if (!names) continue;
+        for (const auto& n : *names) {
+          std::string digest = layout::digest_from_object_name(shard, std::string_view(n).substr(0, n.find('.')));
+          if (digest.empty()) continue;  // not named by treesnap: left alone
+          TRY(auto recorded, m_db.is_recorded(digest));
+          if (recorded) continue;
+          std::string name = shard + "/" + n;
+          auto st = stat_at(dir, name);
+          if (!st || to_ns(st->st_ctim) > cutoff) continue;
+          if (!m_options.dry_run) {
+            TRY(auto removed, remove_unrecorded(dir, top, name, start_seq));
+            if (!removed) return {};
           }
+          m_report.unrecorded_removed += 1;
+          m_report.unrecorded_bytes += freed_if_unlinked(*st);
         }
       }
-      return {};
-    }();
-    (void)m_db.end_read();
-    return swept;
+    }
+    return {};
   }
 
  private:
+  // EEXIST: the name holds a newer copy; the aside one goes.
+  Result<void> put_back(const std::string& aside, const std::pair<std::string_view, std::string>& origin) {
+    const int dir = origin.first == layout::k_objects ? m_store.objects_fd() : m_store.variants_fd();
+    if (::renameat2(m_store.staging_fd(), aside.c_str(), dir, origin.second.c_str(), RENAME_NOREPLACE) != 0 &&
+        errno != EEXIST && errno != ENOENT)
+      return std::unexpected(os_error(errno, "gc: move back " + origin.second));
+    return unlink_quietly(m_store.staging_fd(), aside);
+  }
+
+  // Moves `name` aside, checks that no lease began since `start_seq`, deletes it. False (and the
+  // file back in place, or a fresh copy there) when a lease began.
+  Result<bool> remove_unrecorded(int dir, std::string_view top, const std::string& name, std::int64_t start_seq) {
+    const std::string aside = layout::gc_aside_name(::getpid(), top, name);
+    if (::renameat(dir, name.c_str(), m_store.staging_fd(), aside.c_str()) != 0) {
+      if (errno == ENOENT) return true;  // gone already
+      return std::unexpected(os_error(errno, "gc: move aside " + name));
+    }
+    if (int err = failpoint::error("gc.after_aside")) return std::unexpected(os_error(err, "gc: move aside " + name));
+    TRY(auto seq, m_db.sequence());
+    if (seq == start_seq) {
+      TRY_VOID(unlink_quietly(m_store.staging_fd(), aside));
+      return true;
+    }
+    // EEXIST: a new snapshot already linked its own copy under the name; ours goes.
+    if (::renameat2(m_store.staging_fd(), aside.c_str(), dir, name.c_str(), RENAME_NOREPLACE) != 0 && errno != EEXIST)
+      return std::unexpected(os_error(errno, "gc: move back " + name));
+    TRY_VOID(unlink_quietly(m_store.staging_fd(), aside));
+    return false;
+  }
+
   Result<void> remove_claimed(const std::vector<CollectCandidate>& claimed) {
     for (const auto& c : claimed) {
       TRY(auto removal, remove_object_files(m_store, m_variants, c.digest));
@@ -279,6 +327,7 @@ class Collector {
       m_report.bytes_freed += removal.freed;
       m_report.variants_removed += removal.variants;
     }
+    if (int err = failpoint::error("gc.after_unlink")) return std::unexpected(os_error(err, "gc: delete collected rows"));
     return m_db.finish_collected(m_lease.id(), claimed);
   }
 

@@ -244,12 +244,16 @@ class Database {
   // Marks up to `limit` of those as being collected by `self` (refcount -1) and returns them; the
   // same transaction re-checks every condition.
   Result<std::vector<CollectCandidate>> claim_orphans(std::int64_t self, std::size_t limit);
-  // Takes over objects left in collection by dead collectors.
-  Result<std::vector<CollectCandidate>> claim_abandoned(std::int64_t self, const std::vector<std::int64_t>& dead);
+  // Takes over objects left in collection by collectors that have no lease any more: killed ones
+  // (whose dead leases the caller removed first) and ones that stopped on an error (their lease
+  // went with them, their claims stayed).
+  Result<std::vector<CollectCandidate>> claim_abandoned(std::int64_t self);
   // Deletes the rows of objects `self` collected, after their files are gone.
   Result<void> finish_collected(std::int64_t self, const std::vector<CollectCandidate>& done);
   // Any row, whatever its state (the --full sweep's question).
   Result<bool> is_recorded(const std::string& digest);
+  // usage.seq now: it moves exactly when a lease is added.
+  Result<std::int64_t> sequence();
 
   // --- Integrity: fingerprints, quarantine, restore records (meta/database_integrity.cpp) ---
   Result<std::vector<Fingerprint>> fingerprints();

@@ -74,12 +74,15 @@ Result<LeaseRecord> Database::add_lease(const std::string& kind, std::int64_t pi
     Statement seq(m_db, "SELECT seq FROM usage WHERE id = 0");
     TRY(auto row, seq.step());
     if (!row) return std::unexpected(make_error(ErrorCode::corrupt, "database: the usage row is missing"));
-    LeaseRecord lease{0, kind, pid, host, boot, seq.i64(0), now, expires};
-    Statement insert(m_db, "INSERT INTO leases(kind, pid, host, boot_id, started_seq, started_ns, expires_ns) "
-                           "VALUES(?, ?, ?, ?, ?, ?, ?)");
-    insert.bind_text(1, kind).bind(2, pid).bind_text(3, host).bind_text(4, boot);
-    TRY_VOID(insert.bind(5, lease.started_seq).bind(6, now).bind(7, expires).run());
-    lease.id = sqlite3_last_insert_rowid(m_db);
+    // The id is the sequence number, never reused: objects.collector names a gc by its lease id,
+    // and a rowid would be handed again to the next lease once the highest row is deleted, so a
+    // new restore or gc took over the identity of a collector that had stopped half-way, and
+    // its claimed rows were neither waited for correctly nor ever finished.
+    LeaseRecord lease{seq.i64(0), kind, pid, host, boot, seq.i64(0), now, expires};
+    Statement insert(m_db, "INSERT INTO leases(id, kind, pid, host, boot_id, started_seq, started_ns, expires_ns) "
+                           "VALUES(?, ?, ?, ?, ?, ?, ?, ?)");
+    insert.bind(1, lease.id).bind_text(2, kind).bind(3, pid).bind_text(4, host).bind_text(5, boot);
+    TRY_VOID(insert.bind(6, lease.started_seq).bind(7, now).bind(8, expires).run());
     return lease;
   });
 }
@@ -156,21 +159,19 @@ Result<std::vector<CollectCandidate>> Database::claim_orphans(std::int64_t self,
   });
 }
 
-Result<std::vector<CollectCandidate>> Database::claim_abandoned(std::int64_t self, const std::vector<std::int64_t>& dead) {
+Result<std::vector<CollectCandidate>> Database::claim_abandoned(std::int64_t self) {
   return in_transaction([&]() -> Result<std::vector<CollectCandidate>> {
     std::vector<CollectCandidate> out;
-    Statement find(m_db, "SELECT digest, disk_bytes FROM objects WHERE refcount < 0 AND collector = ?");
-    Statement take(m_db, "UPDATE objects SET collector = ? WHERE refcount < 0 AND collector = ?");
-    for (auto id : dead) {
-      find.bind(1, id);
-      for (;;) {
-        TRY(auto row, find.step());
-        if (!row) break;
-        out.push_back({find.blob(0), find.u64(1)});
-      }
-      find.reset();
-      TRY_VOID(take.bind(1, self).bind(2, id).run());
+    constexpr const char* k_abandoned = "refcount < 0 AND collector != ?1 AND collector NOT IN (SELECT id FROM leases)";
+    Statement find(m_db, fmt::format("SELECT digest, disk_bytes FROM objects WHERE {}", k_abandoned).c_str());
+    find.bind(1, self);
+    for (;;) {
+      TRY(auto row, find.step());
+      if (!row) break;
+      out.push_back({find.blob(0), find.u64(1)});
     }
+    Statement take(m_db, fmt::format("UPDATE objects SET collector = ?1 WHERE {}", k_abandoned).c_str());
+    TRY_VOID(take.bind(1, self).run());
     return out;
   });
 }
@@ -181,6 +182,13 @@ Result<void> Database::finish_collected(std::int64_t self, const std::vector<Col
     for (const auto& c : done) TRY_VOID(s.bind_blob(1, c.digest).bind(2, self).run());
     return {};
   });
+}
+
+Result<std::int64_t> Database::sequence() {
+  Statement s(m_db, "SELECT seq FROM usage WHERE id = 0");
+  TRY(auto row, s.step());
+  if (!row) return std::unexpected(make_error(ErrorCode::corrupt, "database: the usage row is missing"));
+  return s.i64(0);
 }
 
 Result<bool> Database::is_recorded(const std::string& digest) {

@@ -63,8 +63,11 @@ Result<bool> Lease::hold(const std::string& digest) {
       TRY(auto all, m_db.leases());
       auto it = std::find_if(all.begin(), all.end(), [&](const LeaseRecord& l) { return l.id == *collector; });
       if (it == all.end() || lease_dead(*it, now_ns(), host_name(), boot_id())) {
+        // Read the row again rather than return "absent": another gc may have taken the dead
+        // collector's rows over since (roots(), claim_abandoned), and then drop_abandoned
+        // deleted nothing and that gc is about to unlink the file.
         TRY_VOID(m_db.drop_abandoned(digest, *collector));
-        return false;
+        continue;
       }
     }
     lock.unlock();

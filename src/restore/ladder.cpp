@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "util/failpoint.hpp"
+
 namespace treesnap {
 
 Result<RungOutcome> rung_hardlink(const ObjectStore& store, const Entry& entry, int dir_fd,
@@ -58,6 +60,7 @@ bool auto_prefers_copy(std::string_view target_fs, std::uint64_t size) noexcept 
 }
 
 Result<void> rung_copy(const ObjectStore& store, const Entry& entry, int dst_fd) {
+  if (int err = failpoint::error("restore.write")) return std::unexpected(os_error(err, fmt::format("write {:?}", entry.path)));
   return store.copy_verified(entry.digest, entry.size, entry.data_ranges(), dst_fd, entry.path);
 }
 

@@ -18,6 +18,7 @@
 #include "core/relocation.hpp"
 #include "restore/ladder.hpp"
 #include "restore/probe.hpp"
+#include "util/failpoint.hpp"
 #include "util/thread_pool.hpp"
 #include "util/trace.hpp"
 
@@ -422,8 +423,12 @@ Result<RestoreOutcome> restore_tree(const ObjectStore& store, Database& db, cons
     // Into place in one step: an empty directory is replaced, anything else that appeared in the
     // meantime makes the rename fail rather than be overwritten.
     unsigned flags = t.replace_empty_dir ? 0 : RENAME_NOREPLACE;
+    if (int err = failpoint::error("restore.rename"))
+      return std::unexpected(os_error(err, "move restored tree into place at " + target.string()));
     if (::renameat2(t.parent_fd.get(), t.temp_name.c_str(), t.parent_fd.get(), t.name.c_str(), flags) != 0)
       return std::unexpected(os_error(errno, "move restored tree into place at " + target.string()));
+    if (int err = failpoint::error("restore.after_rename"))
+      return std::unexpected(os_error(err, "record restore of " + target.string()));
     return RestoreOutcome{std::move(restorer.summary()), std::move(restorer.placed())};
   }();
   if (!restored) {

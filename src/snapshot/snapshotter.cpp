@@ -17,6 +17,7 @@
 #include "core/relocation.hpp"
 #include "snapshot/walker.hpp"
 #include "store/layout.hpp"
+#include "util/failpoint.hpp"
 #include "util/thread_pool.hpp"
 #include "util/trace.hpp"
 
@@ -210,18 +211,30 @@ Result<SnapshotSummary> take_snapshot(const ObjectStore& objects, Database& db, 
   decltype(claimed)().swap(claimed);  // only the workers needed it
   decltype(to_hash)().swap(to_hash);
   timer.phase("hash-and-store");
+  if (int err = failpoint::error("snapshot.after_objects")) return std::unexpected(os_error(err, "snapshot objects"));
 
   Manifest manifest{objects.algorithm(), std::move(entries), relocation_root, std::move(relocations)};
   std::sort(manifest.relocations.begin(), manifest.relocations.end(),
             [](const Relocation& a, const Relocation& b) { return a.entry_index < b.entry_index; });
+  // The manifest of a tree snapshotted before may exist as an orphan that no lease protects (its
+  // snapshot was removed before this one started): held first, so that a gc is not unlinking it
+  // while publish finds it present, and waited for when a gc is. Without this, the commit below
+  // recorded a manifest whose file the gc had just removed.
+  auto hold_manifest = [&](const std::string& digest) -> Result<void> {
+    TRY(auto held, lease.hold(digest));
+    (void)held;  // held (protected now) or absent: either way publishing is safe
+    return {};
+  };
   TRY(auto stored_manifest, objects.put_stream([&](const ObjectStore::ByteWriter& write) {
     return encode_manifest(manifest, write);
-  }));
+  }, hold_manifest));
   const std::string& manifest_digest = stored_manifest.digest;
   timer.phase("manifest");
+  if (int err = failpoint::error("snapshot.after_manifest")) return std::unexpected(os_error(err, "publish manifest"));
   // Every object must be durable before the row that makes the snapshot visible.
   TRY_VOID(objects.sync());
   timer.phase("sync");
+  if (int err = failpoint::error("snapshot.after_sync")) return std::unexpected(os_error(err, "syncfs store"));
 
   SnapshotSummary summary;
   summary.entries = manifest.entries.size();
@@ -267,6 +280,7 @@ Result<SnapshotSummary> take_snapshot(const ObjectStore& objects, Database& db, 
   // An unchanged tree gives the same manifest: the snapshot is already recorded with all its
   // references, so only its use time and the newly hashed files' stat rows are written. Rewriting
   // its references would cost a delete and an insert (and their refcount triggers) per file.
+  if (int err = failpoint::error("snapshot.commit")) return std::unexpected(os_error(err, "commit snapshot"));
   bool refreshed = false;
   if (existing && existing->manifest == manifest_digest) {
     TRY(refreshed, db.refresh_snapshot(*existing, record.last_used_ns, cacheable.size(), stat_row));
@@ -274,6 +288,7 @@ Result<SnapshotSummary> take_snapshot(const ObjectStore& objects, Database& db, 
   if (!refreshed)
     TRY_VOID(db.commit_snapshot(record, object_count, object_row, cacheable.size(), stat_row, options.replace));
   timer.phase("commit");
+  if (int err = failpoint::error("snapshot.after_commit")) return std::unexpected(os_error(err, "commit snapshot"));
 
   summary.name = names.first + ":" + names.second;
   summary.id = to_hex(manifest_digest);

@@ -2,6 +2,9 @@
 
 #include <xxhash.h>
 
+#include <algorithm>
+#include <utility>
+
 #include <fmt/format.h>
 
 #include "core/digest.hpp"
@@ -41,6 +44,28 @@ std::vector<std::string> shard_names() {
 
 std::string staging_name(std::string_view purpose, long pid, std::string_view random) {
   return fmt::format("{}-{}-{}", purpose, pid, random);
+}
+
+std::string gc_aside_name(long pid, std::string_view top, std::string_view name) {
+  std::string flat(name);
+  std::replace(flat.begin(), flat.end(), '/', '.');
+  return staging_name("gc", pid, fmt::format("{}.{}", top, flat));
+}
+
+std::optional<std::pair<std::string_view, std::string>> gc_aside_origin(std::string_view aside) {
+  if (!aside.starts_with("gc-")) return std::nullopt;
+  auto dash = aside.find('-', 3);
+  if (dash == std::string_view::npos) return std::nullopt;
+  std::string_view rest = aside.substr(dash + 1);  // "<top>.<shard>.<file>"
+  for (std::string_view top : {k_objects, k_variants}) {
+    if (!rest.starts_with(top) || rest.size() < top.size() + 5 || rest[top.size()] != '.' ||
+        rest[top.size() + 3] != '.')
+      continue;
+    std::string_view shard = rest.substr(top.size() + 1, 2), file = rest.substr(top.size() + 4);
+    if (file.find('/') != std::string_view::npos) return std::nullopt;
+    return std::pair{top, fmt::format("{}/{}", shard, file)};
+  }
+  return std::nullopt;
 }
 
 long staging_owner(std::string_view name) {

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -48,6 +49,12 @@ std::vector<std::string> shard_names();
 std::string staging_name(std::string_view purpose, long pid, std::string_view random);
 // The pid in a staging name; 0 when the name carries none (gc then judges by age alone).
 long staging_owner(std::string_view name);
+// gc --full moves an unrecorded file aside before deleting it: "gc-<pid>-<top>.<shard>.<file>"
+// for `name` "<shard>/<file>" under `top` (objects or variants), so that a gc killed in between
+// leaves a file that can be put back where it was.
+std::string gc_aside_name(long pid, std::string_view top, std::string_view name);
+// The (top, "<shard>/<file>") a gc_aside_name came from; nullopt for any other name.
+std::optional<std::pair<std::string_view, std::string>> gc_aside_origin(std::string_view aside);
 // "<hex>." : every variant of the object with this digest starts so (in the same shard).
 std::string variant_prefix(std::string_view digest);
 // Parses a file name under objects/ab/ back to raw digest bytes; empty when it is not one.

@@ -15,6 +15,7 @@
 
 #include "core/digest.hpp"
 #include "store/layout.hpp"
+#include "util/failpoint.hpp"
 
 namespace treesnap {
 
@@ -81,6 +82,17 @@ Result<std::uint64_t> allocated_bytes(int fd) {
   return static_cast<std::uint64_t>(st.st_blocks) * 512;
 }
 
+// A failed write of the staged copy of `source` (ENOSPC, EIO) names the staging file and the
+// source both: "write staged object for "big/f1": No space left on device". Reads of the source
+// (EIO there) keep their own message.
+Error staging_error(const Error& error, std::string_view source) {
+  if (error.sys_errno != ENOSPC && error.sys_errno != EDQUOT && error.sys_errno != EIO &&
+      error.sys_errno != EFBIG)
+    return error;
+  if (error.context.starts_with("read ")) return error;
+  return os_error(error.sys_errno, fmt::format("write staged object for {:?}", source));
+}
+
 Result<void> set_object_metadata(int fd, std::uint32_t mode, std::int64_t mtime_ns) {
   if (::fchmod(fd, mode & 0555) != 0) return std::unexpected(os_error(errno, "chmod staged object"));
   struct timespec times[2] = {from_ns(mtime_ns), from_ns(mtime_ns)};
@@ -140,8 +152,11 @@ Result<UniqueFd> ObjectStore::stage() const {
 
 Result<FileStamp> ObjectStore::publish(UniqueFd staged, int dir_fd, const std::string& name,
                                        std::string_view digest) const {
-  if (m_sync == SyncPolicy::per_object && ::fsync(staged.get()) != 0)
-    return std::unexpected(os_error(errno, "fsync staged object"));
+  if (m_sync == SyncPolicy::per_object) {
+    if (int err = failpoint::error("store.sync")) return std::unexpected(os_error(err, "fsync staged object"));
+    if (::fsync(staged.get()) != 0) return std::unexpected(os_error(errno, "fsync staged object"));
+  }
+  if (int err = failpoint::error("object.link")) return std::unexpected(os_error(err, "publish " + name));
   std::string proc = fmt::format("/proc/self/fd/{}", staged.get());
   if (::linkat(AT_FDCWD, proc.c_str(), dir_fd, name.c_str(), AT_SYMLINK_FOLLOW) != 0) {
     if (errno != EEXIST) return std::unexpected(os_error(errno, "publish " + name));
@@ -165,6 +180,7 @@ Result<FileStamp> ObjectStore::publish(UniqueFd staged, int dir_fd, const std::s
       return std::unexpected(os_error(err, "replace damaged " + name));
     }
   }
+  if (int err = failpoint::error("object.after_link")) return std::unexpected(os_error(err, "publish " + name));
   if (m_sync == SyncPolicy::per_object) {
     auto shard = name.substr(0, 2);
     TRY(auto shard_fd, open_dir(dir_fd, shard));
@@ -208,7 +224,10 @@ Result<ObjectStore::Ingested> ObjectStore::ingest(int src_fd, std::uint64_t size
     if (observe) observe(0, data);
     if (!claim(result.digest)) return result;
     TRY(auto staged, stage());
-    TRY_VOID(write_full(staged.get(), data, "staged object"));
+    if (int err = failpoint::error("object.write"))
+      return std::unexpected(os_error(err, fmt::format("write staged object for {:?}", what)));
+    if (auto written = write_full(staged.get(), data, "staged object"); !written)
+      return std::unexpected(staging_error(written.error(), what));
     TRY_VOID(set_object_metadata(staged.get(), mode, mtime_ns));
     TRY(result.disk_bytes, allocated_bytes(staged.get()));
     TRY(result.stamp, publish(std::move(staged), m_objects.get(), layout::object_name(result.digest), result.digest));
@@ -221,6 +240,8 @@ Result<ObjectStore::Ingested> ObjectStore::ingest(int src_fd, std::uint64_t size
   if (try_reflink && reflink_fd(src_fd, staged.get()) == 0) {
     TRY(result.digest, hash_fd(staged.get(), size, what, observe));
   } else {
+    if (int err = failpoint::error("object.write"))
+      return std::unexpected(os_error(err, fmt::format("write staged object for {:?}", what)));
     std::vector<DataRange> ranges = result.ranges;
     if (!sparse) ranges.push_back({0, size});
     Hasher hasher(m_algorithm);
@@ -228,7 +249,7 @@ Result<ObjectStore::Ingested> ObjectStore::ingest(int src_fd, std::uint64_t size
     if (!streamed) {
       if (streamed.error().code == ErrorCode::corrupt)  // the source shrank under us
         return std::unexpected(make_error(ErrorCode::io, fmt::format("{:?} changed while being read", what)));
-      return std::unexpected(streamed.error());
+      return std::unexpected(staging_error(streamed.error(), what));
     }
     result.digest = hasher.finish();
   }
@@ -255,16 +276,19 @@ Result<std::string> ObjectStore::put_bytes(std::string_view data) const {
   return digest;
 }
 
-Result<ObjectStore::Stored> ObjectStore::put_stream(const std::function<Result<void>(const ByteWriter&)>& produce) const {
+Result<ObjectStore::Stored> ObjectStore::put_stream(const std::function<Result<void>(const ByteWriter&)>& produce,
+                                                    const DigestFn& before_publish) const {
   TRY(auto staged, stage());
   Hasher hasher(m_algorithm);
   Stored stored;
   TRY_VOID(produce([&](std::string_view bytes) -> Result<void> {
     hasher.update(bytes);
     stored.size += bytes.size();
+    if (int err = failpoint::error("object.write")) return std::unexpected(os_error(err, "write staged object"));
     return write_full(staged.get(), bytes, "staged object");
   }));
   stored.digest = hasher.finish();
+  if (before_publish) TRY_VOID(before_publish(stored.digest));
   TRY_VOID(set_object_metadata(staged.get(), 0444, now_ns()));
   // An object already published under this name is re-hashed and kept when it matches.
   TRY(stored.stamp, publish(std::move(staged), m_objects.get(), layout::object_name(stored.digest), stored.digest));
@@ -348,6 +372,7 @@ Result<ObjectStore::Stored> ObjectStore::put_fetched(std::string_view sha256, st
     stored.size += bytes.size();
     if (stored.size > expected_size)
       return std::unexpected(make_error(ErrorCode::corrupt, fmt::format("object {} is longer than its {} bytes", name, expected_size)));
+    if (int err = failpoint::error("object.write")) return std::unexpected(os_error(err, "write staged object"));
     return writer.write(bytes);
   }));
   TRY_VOID(writer.finish());
@@ -475,6 +500,8 @@ Result<FileStamp> ObjectStore::publish_copy(std::string_view digest, int src_fd,
 }
 
 Result<void> ObjectStore::sync() const {
+  if (m_sync == SyncPolicy::none) return {};
+  if (int err = failpoint::error("store.sync")) return std::unexpected(os_error(err, "syncfs store"));
   if (m_sync == SyncPolicy::batch && ::syncfs(m_root.get()) != 0)
     return std::unexpected(os_error(errno, "syncfs store"));
   return {};

@@ -63,7 +63,13 @@ class ObjectStore {
     std::uint64_t size = 0;
     FileStamp stamp;  // the published (or already present and re-hashed) inode's stat
   };
-  Result<Stored> put_stream(const std::function<Result<void>(const ByteWriter&)>& produce) const;
+  // `before_publish`, when given, is called with the digest once it is known and before the
+  // object is linked under its name; its error is returned and nothing published. A snapshot
+  // holds the digest there (Lease::hold), so a gc cannot be unlinking an existing copy of the
+  // same content while this one is found to be already present.
+  using DigestFn = std::function<Result<void>(const std::string& digest)>;
+  Result<Stored> put_stream(const std::function<Result<void>(const ByteWriter&)>& produce,
+                            const DigestFn& before_publish = nullptr) const;
   // Stores fetched bytes that must hash to `expected` (a pulled object): as put_stream, but
   // `corrupt` and nothing published when the digest or `expected_size` differs. Aligned 4 KiB
   // blocks of zeros are left as holes, so a sparse file pulled stays sparse in the store. The

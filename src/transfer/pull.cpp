@@ -300,9 +300,14 @@ Result<TransferSummary> pull_snapshot(const ObjectStore& objects, Database& db, 
   summary.bytes_moved = moved_bytes.load();
 
   // 6. The manifest object, then durability, then the one transaction that makes it visible.
+  // The manifest is held before it is published, as a snapshot holds its own: an orphan copy of
+  // it that no lease protects could otherwise be unlinked by a gc after publish finds it
+  // present, before the commit.
   std::string manifest_digest;
   std::uint64_t manifest_size = 0;
   if (sha256_store) {
+    TRY(auto manifest_held, lease.hold(config_digest));
+    (void)manifest_held;
     TRY(auto stored, objects.put_expected(config_digest, config.size(), 0444, now_ns(), [&](const ObjectStore::ByteWriter& write) {
       return write(config);
     }));
@@ -312,7 +317,13 @@ Result<TransferSummary> pull_snapshot(const ObjectStore& objects, Database& db, 
     std::unordered_map<std::string, std::string> store_of;
     for (const auto& o : all) store_of.emplace(o.sha256, o.digest);
     TRY(auto local, translate_manifest(manifest, algorithm, store_of));
-    TRY(auto stored, objects.put_stream([&](const ObjectStore::ByteWriter& write) { return encode_manifest(local, write); }));
+    auto hold_manifest = [&](const std::string& digest) -> Result<void> {
+      TRY(auto held, lease.hold(digest));
+      (void)held;
+      return {};
+    };
+    TRY(auto stored, objects.put_stream([&](const ObjectStore::ByteWriter& write) { return encode_manifest(local, write); },
+                                        hold_manifest));
     manifest_digest = std::move(stored.digest);
     manifest_size = stored.size;
     TRY_VOID(refuse_other_content(existing, manifest_digest, name, tag, options));

@@ -242,6 +242,12 @@ Result<VerifySummary> verify_store(const ObjectStore& store, Database& db, unsig
     if (c.stamp) good.push_back({item.path, item.digest, *c.stamp});
     if (c.verdict == Verdict::fixed) summary.fixed.push_back({item.path, c.reason});
     if (c.verdict != Verdict::bad) continue;
+    // A gc beside us marks an orphan as being collected in a committed transaction before it
+    // unlinks the file, so the row read now, after the failure was seen, says whether the file
+    // was damaged or collected. Listing rows and then reading files without this check reported
+    // every orphan a concurrent gc removed as missing, and quarantined it.
+    TRY(auto state, db.object_state(item.digest));
+    if (state == ObjectState::absent || state == ObjectState::collecting) continue;
     BadObject bad{digest_text(store.algorithm(), item.digest), item.path, c.reason, {}, {}, {}, {}};
     const std::string_view top = item.object ? layout::k_objects : layout::k_variants;
     // The row names the inode the store handed out (the fingerprint's), which restored trees
