@@ -48,13 +48,7 @@ Result<std::vector<SnapshotRecord>> query_snapshots(sqlite3* db, const std::stri
                                                     const std::string& text_arg = {}) {
   Statement s(db, sql.c_str());
   if (!text_arg.empty()) s.bind_text(1, text_arg);
-  std::vector<SnapshotRecord> out;
-  for (;;) {
-    TRY(auto row, s.step());
-    if (!row) break;
-    out.push_back(read_snapshot(s));
-  }
-  return out;
+  return sql::collect_rows(s, read_snapshot);
 }
 
 }  // namespace
@@ -183,13 +177,9 @@ Result<ObjectState> Database::object_state(const std::string& digest) {
 
 Result<std::vector<ObjectRecord>> Database::all_objects() {
   Statement s(m_db, "SELECT digest, size, disk_bytes FROM objects WHERE refcount >= 0 ORDER BY digest");
-  std::vector<ObjectRecord> out;
-  for (;;) {
-    TRY(auto row, s.step());
-    if (!row) break;
-    out.push_back({s.blob(0), s.u64(1), s.u64(2)});
-  }
-  return out;
+  return sql::collect_rows(s, [](const Statement& r) {
+    return ObjectRecord{r.blob(0), r.u64(1), r.u64(2), std::nullopt, {}};
+  });
 }
 
 Result<std::optional<StatRecord>> Database::lookup_stat(const StatRecord& key) {

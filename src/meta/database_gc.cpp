@@ -44,13 +44,9 @@ Result<std::vector<Database::RefInfo>> Database::snapshot_refs(std::int64_t row_
   Statement s(m_db, "SELECT r.digest, o.refcount, o.disk_bytes FROM refs r JOIN objects o ON o.digest = r.digest "
                     "WHERE r.snapshot = ?");
   s.bind(1, row_id);
-  std::vector<RefInfo> out;
-  for (;;) {
-    TRY(auto row, s.step());
-    if (!row) break;
-    out.push_back({s.blob(0), s.i64(1), s.u64(2)});
-  }
-  return out;
+  return sql::collect_rows(s, [](const Statement& r) {
+    return RefInfo{r.blob(0), r.i64(1), r.u64(2)};
+  });
 }
 
 Result<bool> Database::evict_snapshot(std::int64_t row_id, std::int64_t last_used_ns) {
@@ -96,13 +92,7 @@ Result<void> Database::remove_lease(std::int64_t id) {
 
 Result<std::vector<LeaseRecord>> Database::leases() {
   Statement s(m_db, "SELECT id, kind, pid, host, boot_id, started_seq, started_ns, expires_ns FROM leases ORDER BY id");
-  std::vector<LeaseRecord> out;
-  for (;;) {
-    TRY(auto row, s.step());
-    if (!row) break;
-    out.push_back(read_lease(s));
-  }
-  return out;
+  return sql::collect_rows(s, read_lease);
 }
 
 Result<ObjectState> Database::hold_object(const std::string& digest) {
@@ -134,13 +124,9 @@ Result<std::vector<CollectCandidate>> Database::orphans_query(std::int64_t self,
                                  "ORDER BY orphaned_seq LIMIT ?2", k_barrier);
   Statement s(m_db, text.c_str());
   s.bind(1, self).bind(2, static_cast<std::int64_t>(std::min<std::size_t>(limit, std::numeric_limits<std::int64_t>::max())));
-  std::vector<CollectCandidate> out;
-  for (;;) {
-    TRY(auto row, s.step());
-    if (!row) break;
-    out.push_back({s.blob(0), s.u64(1)});
-  }
-  return out;
+  return sql::collect_rows(s, [](const Statement& r) {
+    return CollectCandidate{r.blob(0), r.u64(1)};
+  });
 }
 
 Result<std::vector<CollectCandidate>> Database::collectable_orphans(std::int64_t self, std::size_t limit) {
@@ -163,11 +149,8 @@ Result<std::vector<CollectCandidate>> Database::claim_abandoned(std::int64_t sel
     Statement take(m_db, "UPDATE objects SET collector = ? WHERE refcount < 0 AND collector = ?");
     for (auto id : dead) {
       find.bind(1, id);
-      for (;;) {
-        TRY(auto row, find.step());
-        if (!row) break;
-        out.push_back({find.blob(0), find.u64(1)});
-      }
+      TRY(auto rows, sql::collect_rows(find, [](const Statement& r) { return CollectCandidate{r.blob(0), r.u64(1)}; }));
+      out.insert(out.end(), rows.begin(), rows.end());
       find.reset();
       TRY_VOID(take.bind(1, self).bind(2, id).run());
     }
