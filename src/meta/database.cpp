@@ -285,6 +285,29 @@ Result<void> Database::add_snapshot_refs(std::int64_t snapshot, std::size_t coun
   return unique.bind(1, snapshot).run();
 }
 
+// The mirror image for rm and eviction: refs_removed ran four subqueries per reference (3.7 s to
+// rm a 100k-object snapshot in the GC at scale benchmark). The snapshot's own figures need no
+// update: its row goes in the same transaction.
+Result<void> Database::remove_snapshot_refs(std::int64_t snapshot) {
+  // An object one other snapshot also referenced becomes unique to that one...
+  Statement alone(m_db, "UPDATE snapshots SET unique_objects = unique_objects + x.n, unique_bytes = unique_bytes + x.b "
+                        "FROM (SELECT other.snapshot AS id, count(*) AS n, sum(o.disk_bytes) AS b FROM refs r "
+                        "JOIN objects o ON o.digest = r.digest AND o.refcount = 2 "
+                        "JOIN refs other ON other.digest = r.digest AND other.snapshot != r.snapshot "
+                        "WHERE r.snapshot = ?1 GROUP BY other.snapshot) AS x WHERE snapshots.id = x.id");
+  TRY_VOID(alone.bind(1, snapshot).run());
+  // ...every referenced object loses one reference, and one that reaches 0 is orphaned now (the
+  // objects_orphaned trigger keeps the store's orphan totals)...
+  Statement counts(m_db, "UPDATE objects SET refcount = refcount - 1, orphaned_seq = CASE WHEN refcount = 1 "
+                         "THEN (SELECT seq FROM usage) ELSE orphaned_seq END "
+                         "WHERE digest IN (SELECT digest FROM refs WHERE snapshot = ?)");
+  TRY_VOID(counts.bind(1, snapshot).run());
+  // ...and the rows go without refs_removed.
+  TriggersOff off(m_db);
+  Statement refs(m_db, "DELETE FROM refs WHERE snapshot = ?");
+  return refs.bind(1, snapshot).run();
+}
+
 Result<void> Database::put_stat_rows(std::size_t count, const std::function<StatRecord(std::size_t)>& row) {
   Statement cache(m_db, "INSERT OR REPLACE INTO stat_cache(dev, ino, size, mtime_ns, ctime_ns, digest, ranges) "
                         "VALUES(?, ?, ?, ?, ?, ?, ?)");
@@ -343,8 +366,7 @@ Result<bool> Database::set_pinned(const std::string& name, const std::string& ta
 Result<bool> Database::remove_snapshot_rows(const std::string& name, const std::string& tag) {
   TRY(auto found, find_snapshot(name, tag));
   if (!found) return false;
-  Statement refs(m_db, "DELETE FROM refs WHERE snapshot = ?");
-  TRY_VOID(refs.bind(1, found->row_id).run());
+  TRY_VOID(remove_snapshot_refs(found->row_id));
   Statement snap(m_db, "DELETE FROM snapshots WHERE id = ?");
   TRY_VOID(snap.bind(1, found->row_id).run());
   return true;

@@ -55,8 +55,8 @@ Result<bool> Database::evict_snapshot(std::int64_t row_id, std::int64_t last_use
     Statement check(m_db, "SELECT 1 FROM snapshots WHERE id = ? AND pinned = 0 AND last_used_ns = ?");
     TRY(auto row, check.bind(1, row_id).bind(2, last_used_ns).step());
     if (!row) return false;
-    Statement refs(m_db, "DELETE FROM refs WHERE snapshot = ?");
-    TRY_VOID(refs.bind(1, row_id).run());
+    check.reset();
+    TRY_VOID(remove_snapshot_refs(row_id));
     Statement snap(m_db, "DELETE FROM snapshots WHERE id = ?");
     TRY_VOID(snap.bind(1, row_id).run());
     return true;
