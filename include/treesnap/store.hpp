@@ -6,7 +6,8 @@
 //
 // Thread safety: a Store is immutable after open; every call opens its own database connection,
 // so one Store may be used from several threads, and several processes may share a store
-// directory. Calls block; none spawns work that outlives it, except the auto-gc thread that
+// directory (tests/unit/concurrency_test.cpp runs both under ThreadSanitizer; tests/cli/soak.sh
+// runs processes, and docs/cli.md, "Concurrent use", lists what one can see of another's work). Calls block; none spawns work that outlives it, except the auto-gc thread that
 // start_auto_gc() starts and stop_auto_gc() (or the destructor) stops. Snapshot and restore
 // check the watermarks when they finish (Store::auto_gc).
 #pragma once

@@ -48,14 +48,22 @@ Result<std::vector<SnapshotRecord>> query_snapshots(sqlite3* db, const std::stri
                                                     const std::string& text_arg = {}) {
   Statement s(db, sql.c_str());
   if (!text_arg.empty()) s.bind_text(1, text_arg);
-  std::vector<SnapshotRecord> out;
-  for (;;) {
-    TRY(auto row, s.step());
-    if (!row) break;
-    out.push_back(read_snapshot(s));
-  }
-  return out;
+  return sql::collect_rows(s, read_snapshot);
 }
+
+// Turns triggers off for this connection while it lives. Statements prepared meanwhile run
+// without them; changing the setting makes SQLite re-prepare every other statement on its next
+// step, so the cached ones get their triggers back.
+class TriggersOff {
+ public:
+  explicit TriggersOff(sqlite3* db) : m_db(db) { sqlite3_db_config(m_db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, nullptr); }
+  ~TriggersOff() { sqlite3_db_config(m_db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 1, nullptr); }
+  TriggersOff(const TriggersOff&) = delete;
+  TriggersOff& operator=(const TriggersOff&) = delete;
+
+ private:
+  sqlite3* m_db;
+};
 
 }  // namespace
 
@@ -183,13 +191,9 @@ Result<ObjectState> Database::object_state(const std::string& digest) {
 
 Result<std::vector<ObjectRecord>> Database::all_objects() {
   Statement s(m_db, "SELECT digest, size, disk_bytes FROM objects WHERE refcount >= 0 ORDER BY digest");
-  std::vector<ObjectRecord> out;
-  for (;;) {
-    TRY(auto row, s.step());
-    if (!row) break;
-    out.push_back({s.blob(0), s.u64(1), s.u64(2)});
-  }
-  return out;
+  return sql::collect_rows(s, [](const Statement& r) {
+    return ObjectRecord{r.blob(0), r.u64(1), r.u64(2), std::nullopt, {}};
+  });
 }
 
 Result<std::optional<StatRecord>> Database::lookup_stat(const StatRecord& key) {
@@ -241,11 +245,67 @@ Result<void> Database::commit_snapshot(const SnapshotRecord& snap, std::size_t o
     insert.bind(4, snap.created_ns).bind(5, snap.last_used_ns).bind(6, snap.entries).bind(7, snap.files);
     insert.bind(8, snap.bytes).bind(9, snap.new_objects).bind(10, snap.new_bytes).bind_text(11, snap.source);
     TRY_VOID(insert.run());
-    std::int64_t row_id = sqlite3_last_insert_rowid(m_db);
-    Statement ref(m_db, "INSERT OR IGNORE INTO refs(snapshot, digest) VALUES(?, ?)");
-    for (std::size_t i = 0; i < object_count; ++i) TRY_VOID(ref.bind(1, row_id).bind_blob(2, object_row(i).digest).run());
+    TRY_VOID(add_snapshot_refs(sqlite3_last_insert_rowid(m_db), object_count, object_row));
     return put_stat_rows(stat_count, stat_row);
   });
+}
+
+// The refs_added trigger costs ~6 B-tree lookups and an update of the snapshot's row per
+// reference: 0.7 s of a first snapshot's 1 s commit on the Python stdlib. A new snapshot's refs are
+// all added at once, so they go in with triggers off (this connection only, this statement only:
+// SQLite builds triggers into a statement when it is prepared) and the trigger's three effects
+// follow as three set statements. What stays per row is the objects_orphaned trigger, which keeps
+// the store's orphan totals as refcounts pass 0 -> 1.
+Result<void> Database::add_snapshot_refs(std::int64_t snapshot, std::size_t count,
+                                         const std::function<ObjectRecord(std::size_t)>& row) {
+  {
+    TriggersOff off(m_db);
+    Statement ref(m_db, "INSERT OR IGNORE INTO refs(snapshot, digest) VALUES(?, ?)");
+    for (std::size_t i = 0; i < count; ++i) TRY_VOID(ref.bind(1, snapshot).bind_blob(2, row(i).digest).run());
+  }
+  // The trigger's guard: a reference to an object a collector is deleting aborts the commit.
+  Statement collecting(m_db, "SELECT 1 FROM refs r JOIN objects o ON o.digest = r.digest "
+                             "WHERE r.snapshot = ? AND o.refcount < 0 LIMIT 1");
+  TRY(auto found, collecting.bind(1, snapshot).step());
+  if (found) return std::unexpected(make_error(ErrorCode::exists, "database: object is being garbage-collected"));
+  // An object only one other snapshot referenced is no longer unique to it...
+  Statement shared(m_db, "UPDATE snapshots SET unique_objects = unique_objects - x.n, unique_bytes = unique_bytes - x.b "
+                         "FROM (SELECT other.snapshot AS id, count(*) AS n, sum(o.disk_bytes) AS b FROM refs r "
+                         "JOIN objects o ON o.digest = r.digest AND o.refcount = 1 "
+                         "JOIN refs other ON other.digest = r.digest AND other.snapshot != r.snapshot "
+                         "WHERE r.snapshot = ?1 GROUP BY other.snapshot) AS x WHERE snapshots.id = x.id");
+  TRY_VOID(shared.bind(1, snapshot).run());
+  // ...every referenced object gains one reference...
+  Statement counts(m_db, "UPDATE objects SET refcount = refcount + 1 WHERE digest IN (SELECT digest FROM refs WHERE snapshot = ?)");
+  TRY_VOID(counts.bind(1, snapshot).run());
+  // ...and the new snapshot's unique figures are those now referenced once.
+  Statement unique(m_db, "UPDATE snapshots SET (unique_objects, unique_bytes) = (SELECT count(*), coalesce(sum(o.disk_bytes), 0) "
+                         "FROM refs r JOIN objects o ON o.digest = r.digest WHERE r.snapshot = ?1 AND o.refcount = 1) "
+                         "WHERE id = ?1");
+  return unique.bind(1, snapshot).run();
+}
+
+// The mirror image for rm and eviction: refs_removed ran four subqueries per reference (3.7 s to
+// rm a 100k-object snapshot in the GC at scale benchmark). The snapshot's own figures need no
+// update: its row goes in the same transaction.
+Result<void> Database::remove_snapshot_refs(std::int64_t snapshot) {
+  // An object one other snapshot also referenced becomes unique to that one...
+  Statement alone(m_db, "UPDATE snapshots SET unique_objects = unique_objects + x.n, unique_bytes = unique_bytes + x.b "
+                        "FROM (SELECT other.snapshot AS id, count(*) AS n, sum(o.disk_bytes) AS b FROM refs r "
+                        "JOIN objects o ON o.digest = r.digest AND o.refcount = 2 "
+                        "JOIN refs other ON other.digest = r.digest AND other.snapshot != r.snapshot "
+                        "WHERE r.snapshot = ?1 GROUP BY other.snapshot) AS x WHERE snapshots.id = x.id");
+  TRY_VOID(alone.bind(1, snapshot).run());
+  // ...every referenced object loses one reference, and one that reaches 0 is orphaned now (the
+  // objects_orphaned trigger keeps the store's orphan totals)...
+  Statement counts(m_db, "UPDATE objects SET refcount = refcount - 1, orphaned_seq = CASE WHEN refcount = 1 "
+                         "THEN (SELECT seq FROM usage) ELSE orphaned_seq END "
+                         "WHERE digest IN (SELECT digest FROM refs WHERE snapshot = ?)");
+  TRY_VOID(counts.bind(1, snapshot).run());
+  // ...and the rows go without refs_removed.
+  TriggersOff off(m_db);
+  Statement refs(m_db, "DELETE FROM refs WHERE snapshot = ?");
+  return refs.bind(1, snapshot).run();
 }
 
 Result<void> Database::put_stat_rows(std::size_t count, const std::function<StatRecord(std::size_t)>& row) {
@@ -306,8 +366,7 @@ Result<bool> Database::set_pinned(const std::string& name, const std::string& ta
 Result<bool> Database::remove_snapshot_rows(const std::string& name, const std::string& tag) {
   TRY(auto found, find_snapshot(name, tag));
   if (!found) return false;
-  Statement refs(m_db, "DELETE FROM refs WHERE snapshot = ?");
-  TRY_VOID(refs.bind(1, found->row_id).run());
+  TRY_VOID(remove_snapshot_refs(found->row_id));
   Statement snap(m_db, "DELETE FROM snapshots WHERE id = ?");
   TRY_VOID(snap.bind(1, found->row_id).run());
   return true;

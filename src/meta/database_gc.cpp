@@ -44,13 +44,9 @@ Result<std::vector<Database::RefInfo>> Database::snapshot_refs(std::int64_t row_
   Statement s(m_db, "SELECT r.digest, o.refcount, o.disk_bytes FROM refs r JOIN objects o ON o.digest = r.digest "
                     "WHERE r.snapshot = ?");
   s.bind(1, row_id);
-  std::vector<RefInfo> out;
-  for (;;) {
-    TRY(auto row, s.step());
-    if (!row) break;
-    out.push_back({s.blob(0), s.i64(1), s.u64(2)});
-  }
-  return out;
+  return sql::collect_rows(s, [](const Statement& r) {
+    return RefInfo{r.blob(0), r.i64(1), r.u64(2)};
+  });
 }
 
 Result<bool> Database::evict_snapshot(std::int64_t row_id, std::int64_t last_used_ns) {
@@ -59,8 +55,8 @@ Result<bool> Database::evict_snapshot(std::int64_t row_id, std::int64_t last_use
     Statement check(m_db, "SELECT 1 FROM snapshots WHERE id = ? AND pinned = 0 AND last_used_ns = ?");
     TRY(auto row, check.bind(1, row_id).bind(2, last_used_ns).step());
     if (!row) return false;
-    Statement refs(m_db, "DELETE FROM refs WHERE snapshot = ?");
-    TRY_VOID(refs.bind(1, row_id).run());
+    check.reset();
+    TRY_VOID(remove_snapshot_refs(row_id));
     Statement snap(m_db, "DELETE FROM snapshots WHERE id = ?");
     TRY_VOID(snap.bind(1, row_id).run());
     return true;
@@ -99,13 +95,7 @@ Result<void> Database::remove_lease(std::int64_t id) {
 
 Result<std::vector<LeaseRecord>> Database::leases() {
   Statement s(m_db, "SELECT id, kind, pid, host, boot_id, started_seq, started_ns, expires_ns FROM leases ORDER BY id");
-  std::vector<LeaseRecord> out;
-  for (;;) {
-    TRY(auto row, s.step());
-    if (!row) break;
-    out.push_back(read_lease(s));
-  }
-  return out;
+  return sql::collect_rows(s, read_lease);
 }
 
 Result<ObjectState> Database::hold_object(const std::string& digest) {
@@ -137,13 +127,9 @@ Result<std::vector<CollectCandidate>> Database::orphans_query(std::int64_t self,
                                  "ORDER BY orphaned_seq LIMIT ?2", k_barrier);
   Statement s(m_db, text.c_str());
   s.bind(1, self).bind(2, static_cast<std::int64_t>(std::min<std::size_t>(limit, std::numeric_limits<std::int64_t>::max())));
-  std::vector<CollectCandidate> out;
-  for (;;) {
-    TRY(auto row, s.step());
-    if (!row) break;
-    out.push_back({s.blob(0), s.u64(1)});
-  }
-  return out;
+  return sql::collect_rows(s, [](const Statement& r) {
+    return CollectCandidate{r.blob(0), r.u64(1)};
+  });
 }
 
 Result<std::vector<CollectCandidate>> Database::collectable_orphans(std::int64_t self, std::size_t limit) {
@@ -165,11 +151,7 @@ Result<std::vector<CollectCandidate>> Database::claim_abandoned(std::int64_t sel
     constexpr const char* k_abandoned = "refcount < 0 AND collector != ?1 AND collector NOT IN (SELECT id FROM leases)";
     Statement find(m_db, fmt::format("SELECT digest, disk_bytes FROM objects WHERE {}", k_abandoned).c_str());
     find.bind(1, self);
-    for (;;) {
-      TRY(auto row, find.step());
-      if (!row) break;
-      out.push_back({find.blob(0), find.u64(1)});
-    }
+    TRY(out, sql::collect_rows(find, [](const Statement& r) { return CollectCandidate{r.blob(0), r.u64(1)}; }));
     Statement take(m_db, fmt::format("UPDATE objects SET collector = ?1 WHERE {}", k_abandoned).c_str());
     TRY_VOID(take.bind(1, self).run());
     return out;

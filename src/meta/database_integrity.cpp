@@ -35,23 +35,13 @@ constexpr const char* k_restore_columns = "id, target, snapshot, manifest, resto
 
 Result<std::vector<Fingerprint>> Database::fingerprints() {
   Statement s(m_db, fmt::format("SELECT {} FROM fingerprints", k_fingerprint_columns).c_str());
-  std::vector<Fingerprint> out;
-  for (;;) {
-    TRY(auto row, s.step());
-    if (!row) return out;
-    out.push_back(read_fingerprint(s));
-  }
+  return sql::collect_rows(s, read_fingerprint);
 }
 
 Result<std::vector<Fingerprint>> Database::fingerprints_of_inode(std::uint64_t ino) {
   Statement s(m_db, fmt::format("SELECT {} FROM fingerprints WHERE ino = ?", k_fingerprint_columns).c_str());
   s.bind(1, ino);
-  std::vector<Fingerprint> out;
-  for (;;) {
-    TRY(auto row, s.step());
-    if (!row) return out;
-    out.push_back(read_fingerprint(s));
-  }
+  return sql::collect_rows(s, read_fingerprint);
 }
 
 Result<void> Database::put_fingerprints(const std::vector<Fingerprint>& rows) {
@@ -108,12 +98,9 @@ Result<void> Database::add_quarantine(const QuarantineRecord& r) {
 
 Result<std::vector<QuarantineRecord>> Database::quarantined() {
   Statement s(m_db, "SELECT name, origin, object, digest, ino, quarantined_ns, reason FROM quarantine ORDER BY name");
-  std::vector<QuarantineRecord> out;
-  for (;;) {
-    TRY(auto row, s.step());
-    if (!row) return out;
-    out.push_back({s.text(0), s.text(1), s.blob(3), s.i64(2) != 0, s.u64(4), s.i64(5), s.text(6)});
-  }
+  return sql::collect_rows(s, [](const Statement& r) {
+    return QuarantineRecord{r.text(0), r.text(1), r.blob(3), r.i64(2) != 0, r.u64(4), r.i64(5), r.text(6)};
+  });
 }
 
 Result<void> Database::release_quarantine(const std::string& name, const Fingerprint& fingerprint) {
@@ -138,12 +125,7 @@ Result<std::vector<SnapshotRecord>> Database::snapshots_referencing(const std::s
   std::vector<SnapshotRecord> out;
   Statement s(m_db, "SELECT snapshot FROM refs WHERE digest = ?");
   s.bind_blob(1, digest);
-  std::vector<std::int64_t> ids;
-  for (;;) {
-    TRY(auto row, s.step());
-    if (!row) break;
-    ids.push_back(s.i64(0));
-  }
+  TRY(auto ids, sql::collect_rows(s, [](const Statement& r) { return r.i64(0); }));
   TRY(auto all, list_snapshots());
   for (auto& r : all)
     if (std::find(ids.begin(), ids.end(), r.row_id) != ids.end()) out.push_back(std::move(r));
@@ -186,12 +168,7 @@ Result<std::optional<RestoreRecord>> Database::find_restore(const std::string& t
 
 Result<std::vector<RestoreRecord>> Database::restores() {
   Statement s(m_db, fmt::format("SELECT {} FROM restores ORDER BY target", k_restore_columns).c_str());
-  std::vector<RestoreRecord> out;
-  for (;;) {
-    TRY(auto row, s.step());
-    if (!row) return out;
-    out.push_back(read_restore(s));
-  }
+  return sql::collect_rows(s, read_restore);
 }
 
 Result<void> Database::forget_restore(std::int64_t restore_id) {
@@ -203,13 +180,10 @@ Result<std::vector<RestoreEntryRecord>> Database::restore_entries(std::int64_t r
   Statement s(m_db, "SELECT path, ino, size, mtime_ns, ctime_ns, mode, strategy, digest FROM restore_entries "
                     "WHERE restore = ? ORDER BY path");
   s.bind(1, restore_id);
-  std::vector<RestoreEntryRecord> out;
-  for (;;) {
-    TRY(auto row, s.step());
-    if (!row) return out;
-    out.push_back({s.blob(0), FileStamp{s.u64(1), s.u64(2), s.i64(3), s.i64(4), static_cast<std::uint32_t>(s.i64(5))},
-                   static_cast<PlacedBy>(s.i64(6)), s.blob(7)});
-  }
+  return sql::collect_rows(s, [](const Statement& r) {
+    return RestoreEntryRecord{r.blob(0), FileStamp{r.u64(1), r.u64(2), r.i64(3), r.i64(4), static_cast<std::uint32_t>(r.i64(5))},
+                              static_cast<PlacedBy>(r.i64(6)), r.blob(7)};
+  });
 }
 
 Result<void> Database::update_restore_entries(std::int64_t restore_id, const std::vector<RestoreEntryRecord>& entries) {
@@ -250,12 +224,9 @@ Result<std::vector<TreeFile>> Database::tree_files_with(const std::string& diges
   Statement s(m_db, "SELECT r.target, e.path, e.strategy, e.ino FROM restore_entries e JOIN restores r ON r.id = e.restore "
                     "WHERE e.digest = ? ORDER BY r.target, e.path");
   s.bind_blob(1, digest);
-  std::vector<TreeFile> out;
-  for (;;) {
-    TRY(auto row, s.step());
-    if (!row) return out;
-    out.push_back({s.text(0), s.blob(1), static_cast<PlacedBy>(s.i64(2)), s.u64(3)});
-  }
+  return sql::collect_rows(s, [](const Statement& r) {
+    return TreeFile{r.text(0), r.blob(1), static_cast<PlacedBy>(r.i64(2)), r.u64(3)};
+  });
 }
 
 }  // namespace treesnap

@@ -7,6 +7,9 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -80,6 +83,18 @@ class Statement {
   sqlite3_stmt* m_stmt = nullptr;
   bool m_ok = false;
 };
+
+// Steps a bound statement to its end and returns make_row(statement) for each row, in order.
+template <typename MakeRow>
+auto collect_rows(Statement& s, MakeRow make_row)
+    -> Result<std::vector<std::invoke_result_t<MakeRow&, const Statement&>>> {
+  std::vector<std::invoke_result_t<MakeRow&, const Statement&>> out;
+  for (;;) {
+    TRY(auto row, s.step());
+    if (!row) return out;
+    out.push_back(make_row(std::as_const(s)));
+  }
+}
 
 // Runs one or more statements without results.
 inline Result<void> exec(sqlite3* db, const char* text) {
