@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "treesnap/result.hpp"
@@ -219,9 +220,9 @@ class Database {
     std::uint64_t disk_bytes = 0;
   };
   Result<std::vector<RefInfo>> snapshot_refs(std::int64_t row_id);
-  // Evicts one snapshot by row id unless it has been pinned or used since `last_used_ns`;
-  // false when it was not removed.
-  Result<bool> evict_snapshot(std::int64_t row_id, std::int64_t last_used_ns);
+  // Evicts snapshots given as (row id, last_used_ns) in one transaction, each unless it has been
+  // pinned or used since; element i is false when victim i was not removed.
+  Result<std::vector<bool>> evict_snapshots(const std::vector<std::pair<std::int64_t, std::int64_t>>& victims);
 
   // Adds a lease row; its started_seq is a fresh value of usage.seq.
   Result<LeaseRecord> add_lease(const std::string& kind, std::int64_t pid, const std::string& host,
@@ -248,8 +249,9 @@ class Database {
   // (whose dead leases the caller removed first) and ones that stopped on an error (their lease
   // went with them, their claims stayed).
   Result<std::vector<CollectCandidate>> claim_abandoned(std::int64_t self);
-  // Deletes the rows of objects `self` collected, after their files are gone.
-  Result<void> finish_collected(std::int64_t self, const std::vector<CollectCandidate>& done);
+  // Deletes the rows of every object `self` has claimed: call it once the files of all of them
+  // are gone.
+  Result<void> finish_collected(std::int64_t self);
   // Any row, whatever its state (the --full sweep's question).
   Result<bool> is_recorded(const std::string& digest);
   // usage.seq now: it moves exactly when a lease is added.
