@@ -259,6 +259,12 @@ class Database {
 
   // --- Integrity: fingerprints, quarantine, restore records (meta/database_integrity.cpp) ---
   Result<std::vector<Fingerprint>> fingerprints();
+  // verify's two streams, one query each in key order, no row copied (the views live only during
+  // the call): every object in state >= 0 by digest, and every fingerprint by name ("objects/…",
+  // which is digest order, then "variants/…").
+  Result<void> each_object(const std::function<void(std::string_view digest, std::uint64_t size)>& fn);
+  Result<void> each_fingerprint(
+      const std::function<void(std::string_view name, std::string_view digest, const FileStamp& stamp)>& fn);
   Result<std::vector<Fingerprint>> fingerprints_of_inode(std::uint64_t ino);
   // Inserts or replaces, in one transaction.
   Result<void> put_fingerprints(const std::vector<Fingerprint>& rows);

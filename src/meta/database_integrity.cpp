@@ -38,6 +38,26 @@ Result<std::vector<Fingerprint>> Database::fingerprints() {
   return sql::collect_rows(s, read_fingerprint);
 }
 
+Result<void> Database::each_object(const std::function<void(std::string_view, std::uint64_t)>& fn) {
+  Statement s(m_db, "SELECT digest, size FROM objects WHERE refcount >= 0 ORDER BY digest");
+  for (;;) {
+    TRY(auto row, s.step());
+    if (!row) return {};
+    fn(s.blob_view(0), s.u64(1));
+  }
+}
+
+Result<void> Database::each_fingerprint(
+    const std::function<void(std::string_view, std::string_view, const FileStamp&)>& fn) {
+  Statement s(m_db, fmt::format("SELECT {} FROM fingerprints ORDER BY name", k_fingerprint_columns).c_str());
+  for (;;) {
+    TRY(auto row, s.step());
+    if (!row) return {};
+    fn(s.text_view(0), s.blob_view(1),
+       FileStamp{s.u64(2), s.u64(3), s.i64(4), s.i64(5), static_cast<std::uint32_t>(s.i64(6))});
+  }
+}
+
 Result<std::vector<Fingerprint>> Database::fingerprints_of_inode(std::uint64_t ino) {
   Statement s(m_db, fmt::format("SELECT {} FROM fingerprints WHERE ino = ?", k_fingerprint_columns).c_str());
   s.bind(1, ino);

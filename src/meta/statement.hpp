@@ -73,6 +73,15 @@ class Statement {
     auto* p = static_cast<const char*>(sqlite3_column_blob(m_stmt, col));
     return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(m_stmt, col))) : std::string();
   }
+  // Views valid until the next step() or reset().
+  std::string_view blob_view(int col) const {
+    auto* p = static_cast<const char*>(sqlite3_column_blob(m_stmt, col));
+    return p ? std::string_view(p, static_cast<std::size_t>(sqlite3_column_bytes(m_stmt, col))) : std::string_view();
+  }
+  std::string_view text_view(int col) const {
+    auto* p = reinterpret_cast<const char*>(sqlite3_column_text(m_stmt, col));
+    return p ? std::string_view(p, static_cast<std::size_t>(sqlite3_column_bytes(m_stmt, col))) : std::string_view();
+  }
   std::string text(int col) const {
     auto* p = reinterpret_cast<const char*>(sqlite3_column_text(m_stmt, col));
     return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(m_stmt, col))) : std::string();

@@ -16,6 +16,15 @@ std::string object_name(std::string_view digest) {
   return hex.substr(0, 2) + "/" + hex;
 }
 
+void object_leaf(std::string_view digest, char* out) noexcept {
+  static constexpr char k_digits[] = "0123456789abcdef";
+  for (unsigned char b : digest) {
+    *out++ = k_digits[b >> 4];
+    *out++ = k_digits[b & 0xf];
+  }
+  *out = '\0';
+}
+
 std::string variant_name(std::string_view digest, const Entry& entry, bool with_mtime, unsigned generation) {
   std::string name = fmt::format("{}.{:o}.{}.{}", object_name(digest), entry.mode, entry.uid, entry.gid);
   if (with_mtime) name += fmt::format(".m{}", entry.mtime_ns);

@@ -39,6 +39,10 @@ std::string quarantine_name(std::string_view sharded_name);
 
 // "ab/<hex>" relative to objects/.
 std::string object_name(std::string_view digest);
+// The object's name inside its shard directory ("<hex>", NUL-terminated) written into `out`,
+// which must hold 2 * digest.size() + 1 chars; its shard is the digest's first byte. For loops
+// over every object (verify --fast), which stat with the shard's fd and allocate nothing.
+void object_leaf(std::string_view digest, char* out) noexcept;
 // "ab/<hex>.<mode octal>.<uid>.<gid>[.m<mtime ns>][.x<xxh64 of xattrs>][.g<generation>]" relative
 // to variants/: the mtime only for strict metadata, the generation from 1 on (0 has none).
 std::string variant_name(std::string_view digest, const Entry& entry, bool with_mtime, unsigned generation);
