@@ -13,6 +13,7 @@
 
 #include "core/entry_path.hpp"
 #include "restore/ladder.hpp"
+#include "util/parent_dir_cache.hpp"
 #include "util/trace.hpp"
 #include "verify/tree_status.hpp"
 
@@ -33,28 +34,6 @@ enum class Action : std::uint8_t {
 std::string staging_name(const std::string& target_name) { return "." + target_name + ".treesnap-update"; }
 // Beside an in-tree hardlink's path while it is made, then renamed over it.
 constexpr std::string_view k_link_temp_suffix = ".treesnap-link";
-
-// One open directory at a time, beneath the root without following symlinks: manifest order
-// visits siblings together. -1 when the directory is not there (or not a directory).
-class DirCache {
- public:
-  explicit DirCache(int root_fd) : m_root(root_fd) {}
-  int get(std::string_view parent) {
-    if (m_valid && parent == m_path) return m_fd.get();
-    m_path = parent;
-    m_valid = true;
-    auto fd = parent.empty() ? open_dir(m_root, ".") : open_beneath(m_root, m_path, O_RDONLY | O_DIRECTORY);
-    m_fd = fd ? std::move(*fd) : UniqueFd();
-    return m_fd.get();
-  }
-  void forget() { m_valid = false; }
-
- private:
-  int m_root;
-  std::string m_path;
-  bool m_valid = false;
-  UniqueFd m_fd;
-};
 
 // Test-only failpoint (updater.hpp): the number of changes after which the process kills itself.
 long abort_after_changes() {
@@ -164,7 +143,7 @@ class Updater {
     m_action.assign(m_new.size(), Action::keep);
     m_existed.assign(m_new.size(), false);
     std::unordered_set<std::string_view> blocked;  // directories in conflict: nothing goes below
-    DirCache dirs(m_root.get());
+    ParentDirCache dirs(m_root.get());
     for (std::size_t i = 1; i < m_new.size(); ++i) {
       const Entry& e = m_new[i];
       m_new_index.emplace(e.path, i);
@@ -321,7 +300,7 @@ class Updater {
 
   // A directory this update writes in: the owner may need write permission first (a read-only
   // directory of the snapshot); finish_directories sets its mode back.
-  int writable(DirCache& dirs, std::string_view parent) {
+  int writable(ParentDirCache& dirs, std::string_view parent) {
     const int fd = dirs.get(parent);
     struct stat st {};
     if (fd >= 0 && !m_is_root && ::fstat(fd, &st) == 0 && (st.st_mode & 0700) != 0700)
@@ -351,7 +330,7 @@ class Updater {
       m_clear.push_back({o.path, S_ISDIR(st->st_mode), 0});
     }
     std::sort(m_clear.begin(), m_clear.end(), [](const Clear& a, const Clear& b) { return path_less(b.path, a.path); });
-    DirCache dirs(m_root.get());
+    ParentDirCache dirs(m_root.get());
     for (const auto& c : m_clear) {
       const int parent_fd = writable(dirs, parent_path(c.path));
       const std::string name(base_name(c.path));
@@ -438,8 +417,8 @@ class Updater {
       TRY(outcome, restore_tree(m_store, m_db, sub, target.parent_path() / staging, sub_options, m_threads));
       TRY(staging_root, open_dir(parent.get(), staging));
     }
-    DirCache from(staging_root.get());
-    DirCache to(m_root.get());
+    ParentDirCache from(staging_root.get());
+    ParentDirCache to(m_root.get());
     for (std::size_t i = 1; i < m_new.size(); ++i) {
       const Entry& e = m_new[i];
       const std::string name(base_name(e.path));
@@ -486,7 +465,7 @@ class Updater {
     return {};
   }
 
-  Result<void> link_to_kept(DirCache& to, std::size_t i) {
+  Result<void> link_to_kept(ParentDirCache& to, std::size_t i) {
     const Entry& e = m_new[i];
     const Entry& first = m_new[e.link_index];
     TRY(auto first_dir, parent_path(first.path).empty()

@@ -9,32 +9,11 @@
 
 #include "core/entry_path.hpp"
 #include "util/thread_pool.hpp"
+#include "util/parent_dir_cache.hpp"
 #include "verify/verifier.hpp"
 
 namespace treesnap {
 namespace {
-
-// One open parent directory at a time: manifest order visits siblings together.
-class ParentCache {
- public:
-  explicit ParentCache(int root_fd) : m_root(root_fd) {}
-  // The fd of `parent` (relative, "" for the root), opened beneath the root without following
-  // symlinks; -1 when it is gone or no longer a directory.
-  int get(std::string_view parent) {
-    if (m_valid && parent == m_path) return m_fd.get();
-    m_path = parent;
-    m_valid = true;
-    auto fd = parent.empty() ? open_dir(m_root, ".") : open_beneath(m_root, m_path, O_RDONLY | O_DIRECTORY);
-    m_fd = fd ? std::move(*fd) : UniqueFd();
-    return m_fd.get();
-  }
-
- private:
-  int m_root;
-  std::string m_path;
-  bool m_valid = false;
-  UniqueFd m_fd;
-};
 
 struct HashJob {
   std::size_t index;
@@ -122,7 +101,7 @@ Result<TreeScan> scan_restored_tree(const ObjectStore& store, Database& db, cons
   const bool is_root = ::geteuid() == 0;
   std::vector<std::uint64_t> inodes(list.size(), 0);
   std::vector<HashJob> to_hash;
-  ParentCache parents(scan.root.get());
+  ParentDirCache parents(scan.root.get());
   auto& out = scan.findings;
   for (std::size_t i = 0; i < list.size(); ++i) {
     const Entry& e = list[i];
