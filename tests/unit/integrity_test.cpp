@@ -2,7 +2,10 @@
 // done through a hardlinked tree and directly in the store, then repaired; afterwards every name
 // has the right content, inode numbers and link counts are as before, verify is clean and a
 // second repair does nothing.
+#include <sqlite3.h>
 #include <sys/stat.h>
+
+#include <fmt/format.h>
 
 #include "core/digest.hpp"
 #include "meta/database.hpp"
@@ -204,6 +207,49 @@ TEST_F(IntegrityTest, StatusSeesAddedRemovedAndChanged) {
   status = store().status(env1(), {.verify = true});
   ASSERT_TRUE(ok(status));
   EXPECT_TRUE(status->clean());
+}
+
+// The record's stats come from the restorer, not from a stat after the fact: each must still be
+// the file's stat, also for one inode linked under several names (ctime moved with each link) and
+// for in-tree hardlinks made after the file was placed.
+TEST_F(IntegrityTest, RecordHoldsTheStatOfEveryFileOnceInPlace) {
+  for (const char* name : {"dup1", "dup2", "dup3"}) write_file(src(name), "same bytes\n", 0444);
+  write_file(src("first"), "linked in the tree\n", 0644);
+  ASSERT_EQ(::link(src("first").c_str(), src("second").c_str()), 0);
+  ASSERT_TRUE(ok(store().snapshot(src(), {.name = "env:v2"})));
+  for (Strategy how : {Strategy::hardlink, Strategy::copy, Strategy::automatic}) {
+    const fs::path target = dir() / fmt::format("record-{}", static_cast<int>(how));
+    RestoreOptions options;
+    options.strategy = how;
+    options.hardlink_writable = true;
+    ASSERT_TRUE(ok(store().restore("env:v2", target, options)));
+    auto db = Database::open((store_dir() / "treesnap.db").string(), false);
+    ASSERT_TRUE(ok(db));
+    auto record = db->find_restore(fs::canonical(target).string());
+    ASSERT_TRUE(ok(record) && record->has_value());
+    auto entries = db->restore_entries((*record)->id);
+    ASSERT_TRUE(ok(entries));
+    EXPECT_EQ(entries->size(), 7u) << "every regular file but the in-tree link's second name";
+    for (const auto& e : *entries) EXPECT_EQ(e.stamp, stamp_of(lstat_path(target / e.path))) << target / e.path;
+    auto status = store().status(target, {});
+    ASSERT_TRUE(ok(status));
+    EXPECT_TRUE(status->clean());
+    EXPECT_EQ(status->hashed, 0u);
+  }
+}
+
+// A damaged packed record is reported, never read as a tree with no files.
+TEST_F(IntegrityTest, ADamagedRestoreRecordFailsLoudly) {
+  {
+    sqlite3* raw = nullptr;
+    ASSERT_EQ(sqlite3_open((store_dir() / "treesnap.db").c_str(), &raw), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(raw, "UPDATE restore_files SET entries = substr(entries, 1, length(entries) - 1)", nullptr,
+                           nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(raw);
+  }
+  auto status = store().status(env1(), {});
+  ASSERT_FALSE(ok(status));
+  EXPECT_EQ(status.error().code, ErrorCode::corrupt);
 }
 
 class DamageTest : public IntegrityTest, public ::testing::WithParamInterface<std::tuple<Damage, Where>> {};
