@@ -375,6 +375,7 @@ class Repairer {
     if (!fd) return std::unexpected(fd.error());
     if (m_is_root && ::fchown(fd->get(), e.uid, e.gid) != 0) return std::unexpected(os_error(errno, "chown " + e.path));
     if (::fchmod(fd->get(), e.mode) != 0) return std::unexpected(os_error(errno, "chmod " + e.path));
+    if (!e.xattrs().empty()) TRY_VOID(write_xattrs_fd(fd->get(), e.xattrs(), e.path));
     if (e.type == EntryType::file) {
       const auto* rec = recorded(e.path);
       const std::int64_t mtime = rec ? rec->stamp.mtime_ns : e.mtime_ns;

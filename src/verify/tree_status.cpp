@@ -136,6 +136,12 @@ Result<TreeScan> scan_restored_tree(const ObjectStore& store, Database& db, cons
     // Directories' mtimes change with their entries and are not compared.
     const std::int64_t mtime = rec ? rec->stamp.mtime_ns : e.mtime_ns;
     if (e.type == EntryType::file && to_ns(st.st_mtim) != mtime) meta.push_back("mtime");
+    // xattrs only where the manifest has some: one read per such path, none elsewhere (so
+    // xattrs added to a file that had none are not seen).
+    if (!e.xattrs().empty() && e.type != EntryType::symlink) {
+      auto now = read_xattrs_at(parents.get(parent_path(e.path)), std::string(base_name(e.path)));
+      if (!now || *now != e.xattrs()) meta.push_back("xattrs");
+    }
     if (e.type == EntryType::symlink) {
       std::string link(static_cast<std::size_t>(st.st_size) + 1, '\0');
       const int parent = parents.get(parent_path(e.path));

@@ -4,6 +4,7 @@
 // second repair does nothing.
 #include <sqlite3.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 
 #include <fmt/format.h>
 
@@ -236,6 +237,30 @@ TEST_F(IntegrityTest, RecordHoldsTheStatOfEveryFileOnceInPlace) {
     EXPECT_TRUE(status->clean());
     EXPECT_EQ(status->hashed, 0u);
   }
+}
+
+TEST_F(IntegrityTest, StatusSeesChangedXattrs) {
+  write_file(src("tagged"), "tagged content\n", 0644);
+  set_xattr(src("tagged"), "user.origin", "upstream");
+  ASSERT_TRUE(ok(store().snapshot(src(), {.name = "env:v2"})));
+  RestoreOptions copy;
+  copy.strategy = Strategy::copy;
+  ASSERT_TRUE(ok(store().restore("env:v2", dir() / "tagged-env", copy)));
+  auto status = store().status(dir() / "tagged-env", {});
+  ASSERT_TRUE(ok(status));
+  EXPECT_TRUE(status->clean());
+  ASSERT_EQ(::setxattr((dir() / "tagged-env/tagged").c_str(), "user.origin", "local", 5, 0), 0);
+  status = store().status(dir() / "tagged-env", {});
+  ASSERT_TRUE(ok(status));
+  ASSERT_EQ(status->changes.size(), 1u);
+  EXPECT_EQ(status->changes[0].path, "tagged");
+  EXPECT_EQ(status->changes[0].kind, ChangeKind::metadata);
+  EXPECT_NE(status->changes[0].detail.find("xattrs"), std::string::npos) << status->changes[0].detail;
+  auto repaired = store().repair(dir() / "tagged-env", {});
+  ASSERT_TRUE(ok(repaired));
+  status = store().status(dir() / "tagged-env", {});
+  ASSERT_TRUE(ok(status));
+  EXPECT_TRUE(status->clean()) << "repair puts the xattrs back";
 }
 
 // A damaged packed record is reported, never read as a tree with no files.
