@@ -263,6 +263,80 @@ TEST_F(IntegrityTest, StatusSeesChangedXattrs) {
   EXPECT_TRUE(status->clean()) << "repair puts the xattrs back";
 }
 
+// A record written by schema 4 (one restore_entries row per file) is still read, and repair
+// rewrites it packed.
+TEST_F(IntegrityTest, ASchema4RecordIsReadAndRewrittenPacked) {
+  const std::string db_path = (store_dir() / "treesnap.db").string();
+  std::vector<RestoreEntryRecord> entries;
+  std::int64_t id = 0;
+  {
+    auto db = Database::open(db_path, false);
+    ASSERT_TRUE(ok(db));
+    auto record = db->find_restore(fs::canonical(env1()).string());
+    ASSERT_TRUE(ok(record) && record->has_value());
+    id = (*record)->id;
+    auto read = db->restore_entries(id);
+    ASSERT_TRUE(ok(read));
+    entries = *read;
+  }
+  ASSERT_FALSE(entries.empty());
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(db_path.c_str(), &raw), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(raw, fmt::format("DELETE FROM restore_files WHERE restore = {}", id).c_str(), nullptr, nullptr,
+                         nullptr), SQLITE_OK);
+  sqlite3_stmt* insert = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(raw, "INSERT INTO restore_entries VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)", -1, &insert, nullptr),
+            SQLITE_OK);
+  for (const auto& e : entries) {
+    sqlite3_bind_int64(insert, 1, id);
+    sqlite3_bind_blob(insert, 2, e.path.data(), static_cast<int>(e.path.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_int64(insert, 3, static_cast<std::int64_t>(e.stamp.ino));
+    sqlite3_bind_int64(insert, 4, static_cast<std::int64_t>(e.stamp.size));
+    sqlite3_bind_int64(insert, 5, e.stamp.mtime_ns);
+    sqlite3_bind_int64(insert, 6, e.stamp.ctime_ns);
+    sqlite3_bind_int64(insert, 7, e.stamp.mode);
+    sqlite3_bind_int64(insert, 8, static_cast<int>(e.placed));
+    sqlite3_bind_blob(insert, 9, e.digest.data(), static_cast<int>(e.digest.size()), SQLITE_TRANSIENT);
+    ASSERT_EQ(sqlite3_step(insert), SQLITE_DONE);
+    sqlite3_reset(insert);
+  }
+  sqlite3_finalize(insert);
+  sqlite3_close(raw);
+
+  auto status = store().status(env1(), {});
+  ASSERT_TRUE(ok(status));
+  EXPECT_TRUE(status->clean());
+  EXPECT_EQ(status->hashed, 0u) << "the rows' stats were read";
+  {
+    auto db = Database::open(db_path, false);
+    ASSERT_TRUE(ok(db));
+    auto files = db->tree_files_with(hash_bytes(DigestAlgorithm::sha256, k_content));
+    ASSERT_TRUE(ok(files));
+    EXPECT_EQ(files->size(), 2u) << "env1's row and env2's packed record";
+  }
+  write_file(env1() / "other.txt.new", "x");
+  fs::rename(env1() / "other.txt.new", env1() / "other.txt");
+  ASSERT_TRUE(ok(store().repair(env1(), {})));
+  auto db = Database::open(db_path, false);
+  ASSERT_TRUE(ok(db));
+  auto after = db->restore_entries(id);
+  ASSERT_TRUE(ok(after));
+  EXPECT_EQ(after->size(), entries.size());
+  ASSERT_EQ(sqlite3_open(db_path.c_str(), &raw), SQLITE_OK);
+  sqlite3_stmt* count = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(raw, fmt::format("SELECT (SELECT count(*) FROM restore_entries), (SELECT count(*) FROM "
+                                                "restore_files WHERE restore = {})", id).c_str(), -1, &count, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(count), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int64(count, 0), 0) << "repair rewrote the record packed";
+  EXPECT_EQ(sqlite3_column_int64(count, 1), 1);
+  sqlite3_finalize(count);
+  sqlite3_close(raw);
+  status = store().status(env1(), {});
+  ASSERT_TRUE(ok(status));
+  EXPECT_TRUE(status->clean());
+}
+
 // A damaged packed record is reported, never read as a tree with no files.
 TEST_F(IntegrityTest, ADamagedRestoreRecordFailsLoudly) {
   {
