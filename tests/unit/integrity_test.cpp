@@ -210,6 +210,56 @@ TEST_F(IntegrityTest, StatusSeesAddedRemovedAndChanged) {
   EXPECT_TRUE(status->clean());
 }
 
+// A directory's mode and mtime are the manifest's, as the restore set them last; status sees
+// them moved (by hand, or by an entry added or removed inside) and repair puts them back, also
+// the mtimes its own renames moved, and a second repair changes nothing.
+TEST_F(IntegrityTest, StatusSeesDirectoryMetadataAndRepairRestoresIt) {
+  const auto sub_before = lstat_path(env1() / "sub");
+  const auto root_before = lstat_path(env1());
+  ::chmod((env1() / "sub").c_str(), 0700);
+  write_file(env1() / "sub/new.txt", "added");  // moves sub's mtime
+  fs::remove(env1() / "other.txt");               // moves the root's mtime
+  auto status = store().status(env1(), {});
+  ASSERT_TRUE(ok(status));
+  std::map<std::pair<std::string, ChangeKind>, std::string> seen;
+  for (const auto& c : status->changes) seen[{c.path, c.kind}] = c.detail;
+  ASSERT_TRUE(seen.contains({"sub", ChangeKind::metadata}));
+  EXPECT_NE(seen.at({"sub", ChangeKind::metadata}).find("mode 0700"), std::string::npos);
+  EXPECT_NE(seen.at({"sub", ChangeKind::metadata}).find("mtime"), std::string::npos);
+  EXPECT_EQ(seen.count({"", ChangeKind::metadata}) + seen.count({".", ChangeKind::metadata}), 1u) << "the root's mtime";
+
+  auto report = store().repair(env1(), {.prune = true});
+  ASSERT_TRUE(ok(report));
+  for (const auto& [path, before] : {std::pair{env1() / "sub", sub_before}, std::pair{env1(), root_before}}) {
+    const auto now = lstat_path(path);
+    EXPECT_EQ(now.st_mode & 07777, before.st_mode & 07777) << path;
+    EXPECT_EQ(to_ns(now.st_mtim), to_ns(before.st_mtim)) << path << ": repair's own rename and unlink moved it";
+  }
+  status = store().status(env1(), {.verify = true});
+  ASSERT_TRUE(ok(status));
+  EXPECT_TRUE(status->clean()) << status->changes.front().path << " " << status->changes.front().detail;
+  auto again = store().repair(env1(), {});
+  ASSERT_TRUE(ok(again));
+  EXPECT_TRUE(again->actions.empty());
+  EXPECT_EQ(to_ns(lstat_path(env1() / "sub").st_mtim), to_ns(sub_before.st_mtim));
+}
+
+// rsync without --inplace puts a new inode in place (moving the directory's mtime), and repair
+// renames the right content over it (moving it again): the directory ends with the restored mtime.
+TEST_F(IntegrityTest, ContentRepairLeavesTheDirectoryMtimeAsRestored) {
+  const auto sub_before = lstat_path(env2() / "sub");
+  write_file(env2() / "sub/.data.tmp", "changed", 0644);
+  ASSERT_EQ(::rename((env2() / "sub/.data.tmp").c_str(), (env2() / "sub/data").c_str()), 0);
+  auto report = store().repair(env2(), {});
+  ASSERT_TRUE(ok(report));
+  EXPECT_FALSE(report->actions.empty());
+  EXPECT_EQ(read_file(env2() / "sub/data"), "some data\n");
+  EXPECT_EQ(to_ns(lstat_path(env2() / "sub").st_mtim), to_ns(sub_before.st_mtim));
+  auto status = store().status(env2(), {.verify = true});
+  ASSERT_TRUE(ok(status));
+  EXPECT_TRUE(status->clean()) << status->changes.front().path << " " << status->changes.front().detail;
+}
+
 // The record's stats come from the restorer, not from a stat after the fact: each must still be
 // the file's stat, also for one inode linked under several names (ctime moved with each link) and
 // for in-tree hardlinks made after the file was placed.
