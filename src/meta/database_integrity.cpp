@@ -28,6 +28,9 @@ FileStamp read_stamp(const Statement& s, int first) {
 Fingerprint read_fingerprint(const Statement& s) { return {s.text(0), s.blob(1), read_stamp(s, 2)}; }
 
 constexpr const char* k_fingerprint_columns = "name, digest, ino, size, mtime_ns, ctime_ns, mode";
+// Binds name, digest, then the stamp from column 3 (bind_stamp).
+constexpr const char* k_put_fingerprint =
+    "INSERT OR REPLACE INTO fingerprints(name, digest, ino, size, mtime_ns, ctime_ns, mode) VALUES(?, ?, ?, ?, ?, ?, ?)";
 
 Statement& bind_stamp(Statement& s, int first, const FileStamp& f) {
   return s.bind(first, f.ino).bind(first + 1, f.size).bind(first + 2, f.mtime_ns).bind(first + 3, f.ctime_ns)
@@ -136,8 +139,7 @@ Result<std::vector<Fingerprint>> Database::fingerprints_of_inode(std::uint64_t i
 Result<void> Database::put_fingerprints(const std::vector<Fingerprint>& rows) {
   if (rows.empty()) return {};
   return in_transaction([&]() -> Result<void> {
-    Statement s(m_db, "INSERT OR REPLACE INTO fingerprints(name, digest, ino, size, mtime_ns, ctime_ns, mode) "
-                      "VALUES(?, ?, ?, ?, ?, ?, ?)");
+    Statement s(m_db, k_put_fingerprint);
     for (const auto& f : rows) {
       s.bind_text(1, f.name).bind_blob(2, f.digest);
       TRY_VOID(bind_stamp(s, 3, f.stamp).run());
@@ -147,8 +149,7 @@ Result<void> Database::put_fingerprints(const std::vector<Fingerprint>& rows) {
 }
 
 Result<void> Database::put_published(const std::string& digest, const std::string& name, const FileStamp& stamp) {
-  Statement s(m_db, "INSERT OR REPLACE INTO fingerprints(name, digest, ino, size, mtime_ns, ctime_ns, mode) "
-                    "VALUES(?, ?, ?, ?, ?, ?, ?)");
+  Statement s(m_db, k_put_fingerprint);
   s.bind_text(1, name).bind_blob(2, digest);
   TRY_VOID(bind_stamp(s, 3, stamp).run());
   Statement clear(m_db, "UPDATE objects SET quarantined_ns = 0 WHERE digest = ? AND quarantined_ns != 0");
@@ -195,8 +196,7 @@ Result<void> Database::release_quarantine(const std::string& name, const Fingerp
     find.reset();
     Statement d(m_db, "DELETE FROM quarantine WHERE name = ?");
     TRY_VOID(d.bind_text(1, name).run());
-    Statement f(m_db, "INSERT OR REPLACE INTO fingerprints(name, digest, ino, size, mtime_ns, ctime_ns, mode) "
-                      "VALUES(?, ?, ?, ?, ?, ?, ?)");
+    Statement f(m_db, k_put_fingerprint);
     f.bind_text(1, fingerprint.name).bind_blob(2, fingerprint.digest);
     return bind_stamp(f, 3, fingerprint.stamp).run();
   });
