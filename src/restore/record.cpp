@@ -24,9 +24,9 @@ Result<void> record_restored_tree(Database& db, const Manifest& manifest, const 
     record.copied = outcome.totals[2];
     record.empty = outcome.totals[3];
   }
-  // The restorer stat'ed each file once placed; an inode with several names (many files of one
-  // content linked to one store file, in-tree links) changed ctime with each later link, so its
-  // newest stamp is the one all its names show now.
+  // The restorer stat'ed each file once placed (the updater once its renames were done); an
+  // inode with several names (many files of one content linked to one store file, in-tree links)
+  // changed ctime with each later link, so its newest stamp is the one all its names show now.
   std::unordered_map<std::uint64_t, FileStamp> newest;
   newest.reserve(outcome.files.size());
   for (const auto& placed : outcome.files) {

@@ -393,8 +393,8 @@ class Repairer {
   // parents: the repairs above (a file renamed into place, a directory recreated, an added path
   // pruned) and the user's changes moved them. Only a differing mtime is set, so a second repair
   // changes nothing; a directory whose change was a finding was reported by fix_metadata, the
-  // others moved because of this repair. One open and fstat per directory (~5k for the Python
-  // stdlib: a few ms), and only when status found something.
+  // others moved because of this repair. One open and fstat per directory, and only when status
+  // found something.
   Result<void> restore_directory_times() {
     const auto& list = m_scan.manifest.entries;
     for (std::size_t i = list.size(); i-- > 0;) {
