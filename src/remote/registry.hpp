@@ -167,6 +167,8 @@ class RegistryClient {
   std::string url(std::string_view path) const;
   HttpResponse exchange(HttpRequest request, bool authenticate);
   Result<HttpResponse> send(HttpRequest request, const Attempt& attempt);
+  // Counts retry number `retry` (1, 2, ...) after `response` and sleeps as RetryPolicy says.
+  void back_off(int retry, const HttpResponse& response);
   Result<std::optional<std::string>> authorize(const Challenge& challenge, const std::string& sent);
   Result<std::string> fetch_token(const Challenge& challenge);
   Result<std::string> start_upload(std::string_view query, long* status);

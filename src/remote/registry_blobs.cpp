@@ -1,6 +1,5 @@
 // Blob transfers: the verified, resumable download and the chunked, resumable upload.
 #include <algorithm>
-#include <thread>
 
 #include <fmt/format.h>
 
@@ -174,8 +173,7 @@ Result<void> RegistryClient::upload_chunks(std::string& location, std::uint64_t 
                                                                    response.failure_text.empty()
                                                                        ? fmt::format("HTTP {}", response.status)
                                                                        : response.failure_text)));
-    m_shared->retries.fetch_add(1, std::memory_order_relaxed);
-    std::this_thread::sleep_for(opts.retry.initial_backoff * (1 << std::min(failures - 1, 5)));
+    back_off(failures, response);
     HttpRequest status;
     status.url = location;
     TRY(auto state, send(status, {}));
@@ -273,8 +271,7 @@ Result<PutBlobResult> RegistryClient::put_blob(std::string_view digest, std::uin
       if (attempt > 1) error.context += fmt::format(" (after {} attempts)", attempt);
       return std::unexpected(std::move(error));
     }
-    m_shared->retries.fetch_add(1, std::memory_order_relaxed);
-    std::this_thread::sleep_for(opts.retry.initial_backoff * (1 << std::min(attempt - 1, 5)));
+    back_off(attempt, response);
   }
 }
 
