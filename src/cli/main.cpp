@@ -193,7 +193,9 @@ int main(int argc, char** argv) {
               "of the tag's current manifest (and of --base) are reused, so an incremental push sends what changed");
   push->add_option("NAME", push_name, "NAME[:TAG] or an id prefix")->required();
   push->add_option("REFERENCE", reference, "oci://HOST[:PORT]/REPO:TAG")->required();
-  push->add_option("--mount-from", mount_from, "repository of the same registry to mount blobs from (its manifest of the same tag is reused too)");
+  push->add_option("--mount-from", mount_from,
+                   "repository of the same registry to mount blobs from (its manifest of the same tag is reused too); "
+                   "blobs the registry will not mount are uploaded");
   push->add_option("--base", bases, "another oci:// reference in the same repository whose packs may be reused (repeatable)");
   add_access(push, false);
 

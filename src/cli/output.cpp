@@ -88,7 +88,11 @@ std::string to_text(const TransferSummary& t, std::string_view verb) {
   out += fmt::format("  {} objects, {}: {} {}, {}; {} skipped{}\n", t.objects, human_bytes(t.bytes),
                      push ? "sent" : "fetched", t.objects_moved, human_bytes(t.bytes_moved), t.objects_skipped,
                      t.objects_resumed ? fmt::format(", {} resumed", t.objects_resumed) : std::string());
-  if (push) out += fmt::format("  packs: {} new, {} reused; {} large objects as blobs\n", t.packs_new, t.packs_reused, t.standalone_objects);
+  if (push) {
+    out += fmt::format("  packs: {} new, {} reused; {} large objects as blobs\n", t.packs_new, t.packs_reused, t.standalone_objects);
+    out += fmt::format("  blobs: {} uploaded, {} mounted, {} already there\n", t.blobs_uploaded, t.blobs_mounted,
+                       t.blobs_skipped);
+  }
   double rate = t.seconds > 0 ? static_cast<double>(push ? t.http_bytes_sent : t.http_bytes_received) / t.seconds : 0;
   out += fmt::format("  {} requests ({} retries), {} sent, {} received, {:.2f} s ({}/s)\n", t.requests, t.retries,
                      human_bytes(t.http_bytes_sent), human_bytes(t.http_bytes_received), t.seconds,

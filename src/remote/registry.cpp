@@ -25,21 +25,6 @@ std::string registry_error_text(std::string_view body) {
   return fmt::format("{} {}", first.value("code", ""), first.value("message", ""));
 }
 
-std::chrono::milliseconds backoff(const RetryPolicy& policy, int retry, const HttpResponse& response) {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  auto ceiling = policy.initial_backoff * (std::int64_t{1} << std::min(retry - 1, 20));
-  ceiling = std::min(ceiling, policy.max_backoff);
-  std::uniform_int_distribution<std::int64_t> dist(ceiling.count() / 2, ceiling.count());
-  std::chrono::milliseconds wait{dist(rng)};
-  if (auto after = response.header("retry-after")) {
-    char* end = nullptr;
-    long seconds = std::strtol(after->c_str(), &end, 10);
-    if (end != after->c_str() && seconds > 0)
-      wait = std::max(wait, std::min(policy.max_backoff, std::chrono::milliseconds{seconds * 1000}));
-  }
-  return wait;
-}
-
 std::string hex_digest(std::string_view bytes) { return "sha256:" + to_hex(hash_bytes(DigestAlgorithm::sha256, bytes)); }
 
 Error with_context(Error error, std::string_view prefix) {
@@ -276,9 +261,27 @@ Result<HttpResponse> RegistryClient::send(HttpRequest request, const Attempt& at
       if (n > 1) error.context += fmt::format(" (after {} attempts)", n);
       return std::unexpected(std::move(error));
     }
-    m_shared->retries.fetch_add(1, std::memory_order_relaxed);
-    std::this_thread::sleep_for(backoff(policy, n, response));
+    back_off(n, response);
   }
+}
+
+// The policy of RetryPolicy's comment, for every retry: of a request here, of a chunk and of a
+// whole upload in registry_blobs.cpp.
+void RegistryClient::back_off(int retry, const HttpResponse& response) {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  const auto& policy = m_shared->options.retry;
+  auto ceiling = policy.initial_backoff * (std::int64_t{1} << std::min(retry - 1, 20));
+  ceiling = std::min(ceiling, policy.max_backoff);
+  std::uniform_int_distribution<std::int64_t> dist(ceiling.count() / 2, ceiling.count());
+  std::chrono::milliseconds wait{dist(rng)};
+  if (auto after = response.header("retry-after")) {
+    char* end = nullptr;
+    long seconds = std::strtol(after->c_str(), &end, 10);
+    if (end != after->c_str() && seconds > 0)
+      wait = std::max(wait, std::min(policy.max_backoff, std::chrono::milliseconds{seconds * 1000}));
+  }
+  m_shared->retries.fetch_add(1, std::memory_order_relaxed);
+  std::this_thread::sleep_for(wait);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -93,6 +93,8 @@ struct BlobGetOptions {
 enum class PutBlobResult { uploaded, skipped, mounted };
 const char* to_string(PutBlobResult result) noexcept;
 
+enum class MountResult { mounted, present, refused };
+
 struct FetchedManifest {
   std::string media_type;  // the Content-Type the registry answered with
   std::string bytes;       // exactly as stored
@@ -132,10 +134,18 @@ class RegistryClient {
 
   // Uploads `size` bytes read through `source` (offsets 0..size) as blob `digest`, unless a HEAD
   // finds it (skipped), or it can be mounted from repository `mount_from` of this registry
-  // (mounted). Small blobs go in one PUT, larger ones in chunks; a failed chunk resumes from the
-  // offset the registry reports. The registry checks the digest (a mismatch is invalid here).
+  // (mounted). A mount the registry refuses (it answers 202 with an upload session: `mount_from`
+  // lacks the blob, or the client may not read it there) is uploaded through that session. Small
+  // blobs go in one PUT, larger ones in chunks; a failed chunk resumes from the offset the
+  // registry reports. The registry checks the digest (a mismatch is invalid here).
   Result<PutBlobResult> put_blob(std::string_view digest, std::uint64_t size, const ReadAt& source,
                                  std::string_view mount_from = {});
+
+  // Mounts blob `digest` of repository `from` of this registry, for a caller that does not have
+  // its bytes: present when a HEAD finds it here with `size` bytes already, mounted when the
+  // registry links it (201), refused when it answers with an upload session instead (202), which
+  // is cancelled. Counted in stats() as skipped, mounted, or not at all.
+  Result<MountResult> mount_blob(std::string_view digest, std::uint64_t size, std::string_view from);
 
   // PUT of a manifest under a tag or its digest; returns its digest ("sha256:<hex>").
   Result<std::string> put_manifest(std::string_view reference, std::string_view media_type, std::string_view bytes);
@@ -157,9 +167,12 @@ class RegistryClient {
   std::string url(std::string_view path) const;
   HttpResponse exchange(HttpRequest request, bool authenticate);
   Result<HttpResponse> send(HttpRequest request, const Attempt& attempt);
+  // Counts retry number `retry` (1, 2, ...) after `response` and sleeps as RetryPolicy says.
+  void back_off(int retry, const HttpResponse& response);
   Result<std::optional<std::string>> authorize(const Challenge& challenge, const std::string& sent);
   Result<std::string> fetch_token(const Challenge& challenge);
   Result<std::string> start_upload(std::string_view query, long* status);
+  Result<bool> already_here(std::string_view digest, std::uint64_t size);
   Result<void> upload_chunks(std::string& location, std::uint64_t size, const ReadAt& source);
 
   std::shared_ptr<Shared> m_shared;

@@ -1,6 +1,5 @@
 // Blob transfers: the verified, resumable download and the chunked, resumable upload.
 #include <algorithm>
-#include <thread>
 
 #include <fmt/format.h>
 
@@ -174,8 +173,7 @@ Result<void> RegistryClient::upload_chunks(std::string& location, std::uint64_t 
                                                                    response.failure_text.empty()
                                                                        ? fmt::format("HTTP {}", response.status)
                                                                        : response.failure_text)));
-    m_shared->retries.fetch_add(1, std::memory_order_relaxed);
-    std::this_thread::sleep_for(opts.retry.initial_backoff * (1 << std::min(failures - 1, 5)));
+    back_off(failures, response);
     HttpRequest status;
     status.url = location;
     TRY(auto state, send(status, {}));
@@ -186,18 +184,43 @@ Result<void> RegistryClient::upload_chunks(std::string& location, std::uint64_t 
   return {};
 }
 
+// HEAD of the blob before sending it: true (and counted as skipped) when the registry holds it
+// with `size` bytes; another size is invalid.
+Result<bool> RegistryClient::already_here(std::string_view digest, std::uint64_t size) {
+  TRY(auto existing, blob_exists(digest));
+  if (!existing) return false;
+  if (*existing != size)
+    return std::unexpected(make_error(ErrorCode::invalid, fmt::format("blob {} is on the registry with {} bytes, not {}",
+                                                                      digest, *existing, size)));
+  m_shared->skipped.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+Result<MountResult> RegistryClient::mount_blob(std::string_view digest, std::uint64_t size, std::string_view from) {
+  TRY_VOID(validate_digest(digest));
+  TRY_VOID(validate_repository(from));
+  TRY(auto here, already_here(digest, size));
+  if (here) return MountResult::present;
+  long status = 0;
+  TRY(auto location, start_upload(add_query(add_query("", "mount", digest), "from", from), &status));
+  if (status == 201) {
+    m_shared->mounted.fetch_add(1, std::memory_order_relaxed);
+    return MountResult::mounted;
+  }
+  // The session the registry opened instead is of no use to a caller without the bytes. Cancelling
+  // it only saves the registry some state until it expires them, so a failed DELETE is ignored.
+  HttpRequest cancel;
+  cancel.method = "DELETE";
+  cancel.url = location;
+  (void)exchange(cancel, true);
+  return MountResult::refused;
+}
+
 Result<PutBlobResult> RegistryClient::put_blob(std::string_view digest, std::uint64_t size, const ReadAt& source,
                                                std::string_view mount_from) {
   TRY_VOID(validate_digest(digest));
-  TRY(auto existing, blob_exists(digest));
-  if (existing) {
-    if (*existing != size)
-      return std::unexpected(make_error(ErrorCode::invalid, fmt::format("blob {} is on the registry with {} bytes, "
-                                                                        "not {}",
-                                                                        digest, *existing, size)));
-    m_shared->skipped.fetch_add(1, std::memory_order_relaxed);
-    return PutBlobResult::skipped;
-  }
+  TRY(auto here, already_here(digest, size));
+  if (here) return PutBlobResult::skipped;
   // A failed single PUT, or chunks whose session the registry lost, start a new session: the
   // registry keeps nothing of it that we could resume.
   const auto& opts = m_shared->options;
@@ -207,6 +230,8 @@ Result<PutBlobResult> RegistryClient::put_blob(std::string_view digest, std::uin
     if (!mount_from.empty()) {
       TRY_VOID(validate_repository(mount_from));
       std::string query = add_query(add_query("", "mount", digest), "from", mount_from);
+      // Not mounted (202: `mount_from` lacks the blob, or we may not read it there): the
+      // registry opened an upload session instead, which the upload below uses.
       TRY(location, start_upload(query, &status));
       if (status == 201) {
         m_shared->mounted.fetch_add(1, std::memory_order_relaxed);
@@ -246,8 +271,7 @@ Result<PutBlobResult> RegistryClient::put_blob(std::string_view digest, std::uin
       if (attempt > 1) error.context += fmt::format(" (after {} attempts)", attempt);
       return std::unexpected(std::move(error));
     }
-    m_shared->retries.fetch_add(1, std::memory_order_relaxed);
-    std::this_thread::sleep_for(opts.retry.initial_backoff * (1 << std::min(attempt - 1, 5)));
+    back_off(attempt, response);
   }
 }
 

@@ -12,25 +12,25 @@ namespace treesnap {
 
 Result<RungOutcome> rung_hardlink(const ObjectStore& store, const Entry& entry, int dir_fd,
                                   const std::string& name, bool exact_mtime, PairCapabilities& caps) {
-  if (int err = caps.link_errno.load(std::memory_order_relaxed)) return RungOutcome{false, err};
+  if (int err = caps.link_errno.load(std::memory_order_relaxed)) return RungOutcome::fall_back(err);
   int err = 0;
   // link_source keeps a spare link on every inode it hands out, so EMLINK means another process
   // took it between our stat and link: asking again moves on to the next generation.
   for (int attempt = 0; attempt < 3; ++attempt) {
     TRY(auto source, store.link_source(entry, exact_mtime));
     if (::linkat(source.dir_fd, source.name.c_str(), dir_fd, name.c_str(), 0) == 0)
-      return RungOutcome{true, 0, std::move(source.path), source.before};
+      return RungOutcome::linked(std::move(source.path), source.before);
     err = errno;
     if (err != EMLINK) break;
   }
   if (err == EXDEV) caps.link_errno = err;
-  if (err == EXDEV || err == EMLINK || err == EPERM) return RungOutcome{false, err};
+  if (err == EXDEV || err == EMLINK || err == EPERM) return RungOutcome::fall_back(err);
   return std::unexpected(os_error(err, fmt::format("link {:?}", entry.path)));
 }
 
 Result<RungOutcome> rung_reflink(const ObjectStore& store, const Entry& entry, int dst_fd,
                                  PairCapabilities& caps) {
-  if (int err = caps.reflink_errno.load(std::memory_order_relaxed)) return RungOutcome{false, err};
+  if (int err = caps.reflink_errno.load(std::memory_order_relaxed)) return RungOutcome::fall_back(err);
   TRY(auto source, store.open_object(entry.digest));
   // A clone cannot be verified without reading it; the size check catches the most common damage
   // (a truncated object) at the cost of one fstat.
@@ -40,9 +40,9 @@ Result<RungOutcome> rung_reflink(const ObjectStore& store, const Entry& entry, i
                                       fmt::format("object for {:?} has size {}, expected {}; run treesnap verify",
                                                   entry.path, st.st_size, entry.size)));
   int err = reflink_fd(source.get(), dst_fd);
-  if (err == 0) return RungOutcome{true, 0};
+  if (err == 0) return RungOutcome::placed();
   if (err == EOPNOTSUPP || err == ENOTTY || err == EXDEV) caps.reflink_errno = err;
-  if (err == EOPNOTSUPP || err == EINVAL || err == ENOTTY || err == EXDEV) return RungOutcome{false, err};
+  if (err == EOPNOTSUPP || err == EINVAL || err == ENOTTY || err == EXDEV) return RungOutcome::fall_back(err);
   return std::unexpected(os_error(err, fmt::format("reflink {:?}", entry.path)));
 }
 

@@ -6,7 +6,9 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <string>
 #include <string_view>
+#include <utility>
 
 #include "store/object_store.hpp"
 #include "treesnap/entry.hpp"
@@ -19,6 +21,12 @@ struct RungOutcome {
   // hardlink rung, when done: the store file linked to and its stat just before the link.
   std::string link_path;
   FileStamp link_before;
+
+  static RungOutcome placed() { return {.done = true, .sys_errno = 0, .link_path = {}, .link_before = {}}; }
+  static RungOutcome fall_back(int err) { return {.done = false, .sys_errno = err, .link_path = {}, .link_before = {}}; }
+  static RungOutcome linked(std::string path, FileStamp before) {
+    return {.done = true, .sys_errno = 0, .link_path = std::move(path), .link_before = before};
+  }
 };
 
 // What this restore learned about the (store, target) pair; shared by all workers so that a

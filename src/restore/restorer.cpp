@@ -442,7 +442,10 @@ Result<RestoreOutcome> restore_tree(const ObjectStore& store, Database& db, cons
       return std::unexpected(os_error(errno, "move restored tree into place at " + target.string()));
     if (int err = failpoint::error("restore.after_rename"))
       return std::unexpected(os_error(err, "record restore of " + target.string()));
-    return RestoreOutcome{std::move(restorer.summary()), std::move(restorer.placed())};
+    RestoreOutcome outcome;
+    outcome.summary = std::move(restorer.summary());
+    outcome.files = std::move(restorer.placed());
+    return outcome;
   }();
   if (!restored) {
     (void)remove_tree(t.parent_fd.get(), t.temp_name);

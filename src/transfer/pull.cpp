@@ -348,9 +348,10 @@ Result<TransferSummary> pull_snapshot(const ObjectStore& objects, Database& db, 
     TRY(refreshed, db.refresh_snapshot(*existing, record.last_used_ns, 0, [](std::size_t) { return StatRecord{}; }));
   }
   if (!refreshed) {
+    // Disk bytes unknown, and no stamp: these rows record no fingerprint.
     auto object_row = [&](std::size_t i) {
-      if (i == all.size()) return ObjectRecord{manifest_digest, manifest_size, 0};
-      return ObjectRecord{all[i].digest, all[i].size, 0};
+      if (i == all.size()) return ObjectRecord{manifest_digest, manifest_size, 0, std::nullopt, {}};
+      return ObjectRecord{all[i].digest, all[i].size, 0, std::nullopt, {}};
     };
     TRY_VOID(db.commit_snapshot(record, all.size() + 1, object_row, 0, [](std::size_t) { return StatRecord{}; },
                                 options.replace || existing.has_value()));

@@ -64,10 +64,14 @@ Result<BaseIndex> load_bases(const std::vector<BaseSource>& sources, DigestAlgor
     auto c = pools.at(reader[i])->take();
     std::string bytes;
     const auto& d = base.packs[i].index;
-    TRY_VOID(c->get_blob(d.digest, [&](std::string_view chunk) -> Result<void> {
+    auto fetched = c->get_blob(d.digest, [&](std::string_view chunk) -> Result<void> {
       bytes.append(chunk);
       return {};
-    }, {.expected_size = d.size, .range = std::nullopt}));
+    }, {.expected_size = d.size, .range = std::nullopt});
+    // The mount source may have lost the index since its manifest was pushed: the pack, with no
+    // objects listed, is then never reused. The destination's own packs must be whole.
+    if (!fetched && fetched.error().code == ErrorCode::not_found && base.mount[i]) return {};
+    if (!fetched) return std::unexpected(std::move(fetched).error());
     TRY(indexes[i], decode_pack_index(bytes));
     if (indexes[i].pack_digest != base.packs[i].pack.digest || indexes[i].pack_size != base.packs[i].pack.size)
       return std::unexpected(make_error(ErrorCode::corrupt, fmt::format("pack index {} describes another pack", d.digest)));
@@ -84,19 +88,32 @@ Result<BaseIndex> load_bases(const std::vector<BaseSource>& sources, DigestAlgor
   return base;
 }
 
-// Mounts a pack of the --mount-from repository and its index. Their bytes are not here: a
-// registry that answers the mount with an upload session fails the push.
-Result<void> mount_pack(remote::RegistryClient& client, const Pack& pack, std::string_view mount_from) {
-  for (const auto* d : {&pack.pack, &pack.index}) {
-    const std::string digest = d->digest;
-    auto absent = [&](std::uint64_t, std::span<char>) -> Result<std::size_t> {
-      return std::unexpected(make_error(ErrorCode::not_found, fmt::format("{} could not be mounted from {}: reused "
-                                                                          "without its bytes (push without --mount-from)",
-                                                                          digest, mount_from)));
-    };
-    TRY_VOID(client.put_blob(d->digest, d->size, absent, mount_from));
-  }
-  return {};
+// Mounts the packs `to_mount` (into base.packs) of the --mount-from repository and their indexes;
+// returns those the registry refused (it answers a mount with an upload session when the source
+// lacks the blob or the client may not read it there). Such a pack cannot be uploaded instead:
+// it may hold objects this store does not have, and its bytes are not here anyway.
+Result<std::vector<std::size_t>> mount_packs(remote::RegistryClient& client, const BaseIndex& base,
+                                             const std::vector<std::size_t>& to_mount, std::string_view mount_from,
+                                             unsigned jobs) {
+  std::vector<char> refused(to_mount.size(), 0);
+  ClientPool pool(client);
+  if (auto done = parallel_for(to_mount.size(), jobs, 1, [&](std::size_t i) -> Result<void> {
+    auto c = pool.take();
+    const Pack& pack = base.packs[to_mount[i]];
+    for (const auto* d : {&pack.index, &pack.pack}) {
+      TRY(auto mounted, c->mount_blob(d->digest, d->size, mount_from));
+      if (mounted == remote::MountResult::refused) {
+        refused[i] = 1;
+        break;
+      }
+    }
+    return {};
+  }); !done)
+    return std::unexpected(done.error());
+  std::vector<std::size_t> out;
+  for (std::size_t i = 0; i < to_mount.size(); ++i)
+    if (refused[i]) out.push_back(to_mount[i]);
+  return out;
 }
 
 // Reads an object of an xxh3-128 store once for both digests: its sha256 (its name on the
@@ -208,6 +225,19 @@ Result<TransferSummary> push_snapshot(const ObjectStore& objects, const Manifest
   }
   Plan plan = make_plan(all, base);
 
+  // Mounts first, so that the objects of a pack the registry will not mount are planned again
+  // without it: into new packs or blobs of their own, uploaded from this store.
+  std::vector<std::size_t> to_mount;
+  for (std::size_t i : plan.reused_packs)
+    if (base.mount[i]) to_mount.push_back(i);
+  TRY(auto refused, mount_packs(client, base, to_mount, options.mount_from, jobs));
+  if (!refused.empty()) {
+    std::erase_if(base.objects, [&](const auto& object) {
+      return std::find(refused.begin(), refused.end(), object.second) != refused.end();
+    });
+    plan = make_plan(all, base);
+  }
+
   TransferSummary summary;
   summary.objects = all.size();
   for (const auto& o : all) summary.bytes += o.size;
@@ -217,11 +247,8 @@ Result<TransferSummary> push_snapshot(const ObjectStore& objects, const Manifest
   ProgressMeter progress(options.progress, summary.objects, summary.bytes);
   progress.add(plan.reused_objects, plan.reused_bytes);
 
-  // One task per standalone object, per new pack and per pack to mount, `jobs` at a time.
-  std::vector<std::size_t> to_mount;
-  for (std::size_t i : plan.reused_packs)
-    if (base.mount[i]) to_mount.push_back(i);
-  const std::size_t tasks = plan.standalone.size() + plan.new_packs.size() + to_mount.size();
+  // One task per standalone object and per new pack, `jobs` at a time.
+  const std::size_t tasks = plan.standalone.size() + plan.new_packs.size();
   std::vector<Pack> new_packs(plan.new_packs.size());
   std::vector<remote::PutBlobResult> standalone_results(plan.standalone.size());
   ClientPool pool(client);
@@ -235,7 +262,6 @@ Result<TransferSummary> push_snapshot(const ObjectStore& objects, const Manifest
       return {};
     }
     const std::size_t p = i - plan.standalone.size();
-    if (p >= plan.new_packs.size()) return mount_pack(*c, base.packs[to_mount[p - plan.new_packs.size()]], options.mount_from);
     TRY(new_packs[p], build_pack(objects, plan.new_packs[p], *c, options.mount_from));
     std::uint64_t bytes = 0;
     for (const auto& o : plan.new_packs[p]) bytes += o.size;

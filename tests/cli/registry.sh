@@ -23,6 +23,8 @@ log:
 storage:
   filesystem:
     rootdirectory: $WORK/$name
+  delete:
+    enabled: true
 http:
   addr: 127.0.0.1:$PORT
 YAML
@@ -133,6 +135,51 @@ assert_eq "$mounts" 7 "POST ?mount= answered 201 in the registry's log"
 assert_eq "$(count_lines '"(PUT|PATCH) /v2/team/copy/blobs/' <<<"$requests")" 0 "blob PUTs or PATCHes to team/copy"
 expect_status 0 "$TREESNAP_BIN" --store "$WORK/store-copy" restore "oci://127.0.0.1:$PORT/team/copy:v1" "$WORK/out-copy"
 diff -r "$SRC" "$WORK/out-copy" || fail "the mounted copy restores another tree"
+
+# team/lost:v1 is a copy of team/envs:v1 (packs A, the first push's, and B, m50.py's) that then
+# loses blobs through the registry's DELETE: A's pack, and later B's index. A mount of a blob the
+# source repository lacks is answered 202 with an upload session, never 201.
+step "push --mount-from a repository that lost a pack: the refused mount falls back to uploads"
+expect_status 0 ts push env:v2 "oci://127.0.0.1:$PORT/team/lost:v1" --mount-from team/envs
+lost_layers=$(curl -fs -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+  "http://127.0.0.1:$PORT/v2/team/lost/manifests/v1") || fail "no manifest for team/lost:v1"
+# layer_digest MEDIA_TYPE N: the digest of the Nth layer of that type (0: pack A, 1: pack B).
+layer_digest() { jq -r --arg t "$1" "[.layers[] | select(.mediaType == \$t)][$2].digest" <<<"$lost_layers"; }
+delete_blob() {
+  curl -fs -X DELETE "http://127.0.0.1:$PORT/v2/team/lost/blobs/$1" >/dev/null || fail "DELETE of blob $1"
+}
+pack_a=$(layer_digest application/vnd.treesnap.pack.v1 0)
+index_b=$(layer_digest application/vnd.treesnap.pack-index.v1+zstd 1)
+[[ "$pack_a" == sha256:* && "$index_b" == sha256:* ]] || fail "team/lost:v1 lacks two packs: $lost_layers"
+delete_blob "$pack_a"
+mark=$(wc -l <"$WORK/registry.log")
+expect_status 0 ts --json push env:v2 "oci://127.0.0.1:$PORT/team/refused:v1" --mount-from team/lost
+# Mounted: B and its index, A's index (before A was refused), the two large files, the config.
+# Uploaded: A's objects in one new pack, with its index.
+jq_assert "$OUT" '.blobs_mounted == 6 and .blobs_uploaded == 2 and .packs_reused == 1 and .packs_new == 1' \
+  "push --mount-from with a refused mount"
+requests=$(log_since "$WORK/registry.log" "$mark")
+# A's pack, then the new pack and its index (put_blob tries a mount first, then uses the session).
+assert_eq "$(count_lines '"POST /v2/team/refused/blobs/uploads/\?mount=[^ ]* HTTP/1.1" 202' <<<"$requests")" 3 \
+  "mounts answered 202"
+assert_eq "$(count_lines '"PUT /v2/team/refused/blobs/uploads/[^ ]* HTTP/1.1" 201' <<<"$requests")" 2 "blob uploads"
+assert_eq "$(count_lines '"DELETE /v2/team/refused/blobs/uploads/[^ ]* HTTP/1.1" 204' <<<"$requests")" 1 \
+  "the session opened for A's pack, cancelled"
+expect_status 0 "$TREESNAP_BIN" --store "$WORK/store-refused" restore "oci://127.0.0.1:$PORT/team/refused:v1" \
+  "$WORK/out-refused"
+diff -r "$SRC" "$WORK/out-refused" || fail "the push with a refused mount restores another tree"
+mtree_of "$WORK/out-refused" >"$WORK/out-refused.mtree"
+assert_same_listing "$WORK/src2.mtree" "$WORK/out-refused.mtree" "mtree listings (refused mount)"
+
+step "push --mount-from a repository that also lost a pack index: that pack is not reused"
+delete_blob "$index_b"
+expect_status 0 ts --json push env:v2 "oci://127.0.0.1:$PORT/team/refused2:v1" --mount-from team/lost
+# Every small object goes into one new pack; A's index is mounted before A is refused.
+jq_assert "$OUT" '.blobs_mounted == 4 and .blobs_uploaded == 2 and .packs_reused == 0 and .packs_new == 1' \
+  "push --mount-from with a lost index"
+expect_status 0 "$TREESNAP_BIN" --store "$WORK/store-refused2" restore "oci://127.0.0.1:$PORT/team/refused2:v1" \
+  "$WORK/out-refused2"
+diff -r "$SRC" "$WORK/out-refused2" || fail "the push with a lost index restores another tree"
 
 step "mirrors from the store's config: blobs from the mirror, from the registry when it lacks them"
 PRIMARY=$PORT

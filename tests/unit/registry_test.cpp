@@ -261,6 +261,28 @@ TEST_F(RegistryTest, CrossRepositoryMount) {
   auto uploaded = c->put_blob(remote::oci_digest(other), other.size(), remote::read_memory(other), "snap/a");
   ASSERT_TRUE(ok(uploaded));
   EXPECT_EQ(*uploaded, PutBlobResult::uploaded);
+
+  // The mount alone, for a caller without the bytes: refused (202) where the source lacks the
+  // blob, mounted where it has it, present where the destination has it already.
+  auto d = a.for_repository("snap/d");
+  ASSERT_TRUE(ok(d));
+  const auto before = d->stats();
+  auto refused = d->mount_blob(remote::oci_digest(other), other.size(), "snap/a");
+  ASSERT_TRUE(ok(refused));
+  EXPECT_EQ(*refused, remote::MountResult::refused);
+  auto absent = d->blob_exists(remote::oci_digest(other));
+  ASSERT_TRUE(ok(absent));
+  EXPECT_FALSE(absent->has_value()) << "a refused mount must leave nothing behind";
+  auto mounted_alone = d->mount_blob(digest, data.size(), "snap/a");
+  ASSERT_TRUE(ok(mounted_alone));
+  EXPECT_EQ(*mounted_alone, remote::MountResult::mounted);
+  auto again = d->mount_blob(digest, data.size(), "snap/a");
+  ASSERT_TRUE(ok(again));
+  EXPECT_EQ(*again, remote::MountResult::present);
+  const auto after = d->stats();
+  EXPECT_EQ(after.blobs_mounted - before.blobs_mounted, 1u);
+  EXPECT_EQ(after.blobs_skipped - before.blobs_skipped, 1u);
+  EXPECT_EQ(after.blobs_uploaded, before.blobs_uploaded);
 }
 
 TEST_F(RegistryTest, RangeGet) {

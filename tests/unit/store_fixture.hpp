@@ -1,5 +1,6 @@
-// The fixture of the public-API tests (store_test, restore_test): a source directory and a store
-// in the test's temporary directory, and a scanner that captures what a restore must reproduce.
+// The fixture of the public-API tests (store_test, restore_test, update_test): a source directory
+// and a store in the test's temporary directory, and a scanner that captures what a restore must
+// reproduce.
 #pragma once
 
 #include <fcntl.h>
@@ -56,6 +57,28 @@ inline std::map<std::string, Node> scan(const fs::path& root) {
   for (const auto& e : fs::recursive_directory_iterator(root))
     tree[e.path().lexically_relative(root).string()] = scan_one(e.path());
   return tree;
+}
+
+// Whether expect_same_tree compares the root directory itself. An updated tree's root keeps the
+// mtime of its first restore, which no fresh restore can match.
+enum class RootCheck { compare, skip };
+
+// Expects the tree at `got` to hold exactly the paths of the tree at `want`, each equal in
+// everything a restore reproduces (Node::same_as). Returns the scan of `got` for more checks.
+inline std::map<std::string, Node> expect_same_tree(const fs::path& want, const fs::path& got,
+                                                    RootCheck root = RootCheck::compare) {
+  const auto wanted = scan(want);
+  auto found = scan(got);
+  for (const auto& [rel, node] : wanted) {
+    auto it = found.find(rel);
+    if (it == found.end()) {
+      ADD_FAILURE() << "missing " << rel;
+    } else if (!rel.empty() || root == RootCheck::compare) {
+      EXPECT_TRUE(it->second.same_as(node)) << '"' << rel << "\": got " << it->second << "; want " << node;
+    }
+  }
+  for (const auto& [rel, node] : found) EXPECT_TRUE(wanted.contains(rel)) << "extra " << rel;
+  return found;
 }
 
 // Inodes of the regular files under `store`/`sub` ("objects" or "variants").

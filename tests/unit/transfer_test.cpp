@@ -39,17 +39,6 @@ std::size_t file_count(const fs::path& root) {
   return n;
 }
 
-void expect_same_tree(const fs::path& a, const fs::path& b) {
-  const auto before = scan(a);
-  const auto after = scan(b);
-  ASSERT_EQ(after.size(), before.size());
-  for (const auto& [rel, want] : before) {
-    auto it = after.find(rel);
-    ASSERT_NE(it, after.end()) << "missing " << rel;
-    EXPECT_TRUE(it->second.same_as(want)) << '"' << rel << "\": restored " << it->second << "; source " << want;
-  }
-}
-
 // Two stores (a: pushes, b: pulls) and a source tree in the test's directory.
 class TransferTest : public TempDirTest {
  protected:
