@@ -3,6 +3,7 @@
 #include "meta/database.hpp"
 #include "meta/restore_files.hpp"
 #include "meta/statement.hpp"
+#include "util/failpoint.hpp"
 
 #include <algorithm>
 #include <cstdint>
@@ -239,6 +240,7 @@ Result<std::int64_t> Database::record_restore(const RestoreRecord& r, const std:
     Statement e(m_db, "INSERT INTO restore_files(restore, entries) VALUES(?, ?)");
     TRY_VOID(e.bind(1, id).bind_blob(2, packed).run());
     TRY_VOID(follow_links(m_db, links));  // one commit for the record and the fingerprints
+    if (int err = failpoint::error("restore.record")) return std::unexpected(os_error(err, "record restore of " + r.target));
     return id;
   });
   TRY_VOID(exec("PRAGMA synchronous=FULL"));
@@ -282,7 +284,9 @@ Result<void> Database::amend_restore(std::int64_t restore_id, const RestoreRecor
     row.bind_text(1, r.snapshot).bind_blob(2, r.manifest).bind(3, r.restored_ns).bind(4, r.hardlinked);
     TRY_VOID(row.bind(5, r.reflinked).bind(6, r.copied).bind(7, r.empty).bind(8, restore_id).run());
     TRY_VOID(rewrite_restore_files(m_db, restore_id, entries, drop));
-    return follow_links(m_db, links);
+    TRY_VOID(follow_links(m_db, links));
+    if (int err = failpoint::error("restore.record")) return std::unexpected(os_error(err, "amend restore record of " + r.target));
+    return {};
   });
   TRY_VOID(exec("PRAGMA synchronous=FULL"));
   return amended;
