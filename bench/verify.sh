@@ -6,9 +6,11 @@
 #   PY=/usr/lib/python3.11 SHARE=/usr/share ROUNDS=3 sudo -E bash bench/verify.sh
 #
 # Everything lives on a journaled ext4 loop mount in a mktemp -d folder, unmounted and removed
-# on exit (also on INT/TERM). Caches are warm (the machine is shared: no drop_caches), so full
-# verify measures hashing speed, not the disk. Prints a markdown table on stdout; progress on
-# stderr.
+# on exit (also on INT/TERM). Warm rows: the store was just written, so full verify measures
+# hashing speed, not the disk. Cold rows (COLD=1, the default): `drop_caches` before each run,
+# so both verifies read from the disk (COLD=0 skips them on a machine where dropping the page
+# cache would disturb others). Wall and CPU (user + sys) seconds, medians of ROUNDS: on a shared
+# machine CPU time is the steadier figure. Prints a markdown table on stdout; progress on stderr.
 set -euo pipefail
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -33,17 +35,21 @@ trap 'exit 130' INT TERM
 
 log() { echo "bench: $*" >&2; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-seconds() { # CMD...: wall time in seconds of one run (exit status 0 or 1 accepted: verify's)
-  local t0 t1
-  t0=$(date +%s.%N)
-  "$@" >/dev/null 2>&1 || [[ $? -eq 1 ]]
-  t1=$(date +%s.%N)
-  echo "$t1 - $t0" | bc -l
+drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+# CMD...: "wall cpu" seconds of one run (cpu = user + sys; exit status 0 or 1 accepted: verify's)
+one_run() {
+  /usr/bin/time -f '%e %U %S' -o "$TMP/time" "$@" >/dev/null 2>&1 || [[ $? -eq 1 ]]
+  awk '{printf "%s %.2f\n", $1, $2 + $3}' "$TMP/time"
 }
-timed() { # ROUNDS CMD...: median of ROUNDS runs
-  local n=$1 i
-  shift
-  for ((i = 0; i < n; i++)); do seconds "$@"; done | median
+# ROUNDS COLD CMD...: median wall and median cpu of ROUNDS runs; COLD=1 drops caches before each
+timed() {
+  local n=$1 cold=$2 i
+  shift 2
+  for ((i = 0; i < n; i++)); do
+    [[ $cold == 1 ]] && drop_caches
+    one_run "$@"
+  done >"$TMP/runs"
+  echo "$(cut -d' ' -f1 "$TMP/runs" | median) $(cut -d' ' -f2 "$TMP/runs" | median)"
 }
 
 truncate -s "$IMG_SIZE" "$TMP/ext4.img"
@@ -67,9 +73,15 @@ ostree --repo="$MNT/repo" commit --branch=share --tree=dir="$MNT/src/share" >/de
 FILES=$(ts --json verify --fast | jq .objects)
 BYTES=$(ts --json verify | jq .bytes)
 log "verify: $FILES store files, $BYTES bytes; $ROUNDS rounds each"
-FULL=$(timed "$ROUNDS" ts verify)
-FAST=$(timed "$ROUNDS" ts verify --fast)
-FSCK=$(timed "$ROUNDS" ostree fsck --repo="$MNT/repo")
+FULL=$(timed "$ROUNDS" 0 "$BIN" --store "$STORE" verify)
+FAST=$(timed "$ROUNDS" 0 "$BIN" --store "$STORE" verify --fast)
+FSCK=$(timed "$ROUNDS" 0 ostree fsck --repo="$MNT/repo")
+if [[ ${COLD:-1} == 1 ]]; then
+  log "cold cache (drop_caches before each run)"
+  CFULL=$(timed "$ROUNDS" 1 "$BIN" --store "$STORE" verify)
+  CFAST=$(timed "$ROUNDS" 1 "$BIN" --store "$STORE" verify --fast)
+  CFSCK=$(timed "$ROUNDS" 1 ostree fsck --repo="$MNT/repo")
+fi
 
 log "restore record cost (hardlink restores of the Python tree, writable files linked too)"
 record=() total=()
@@ -84,15 +96,31 @@ REC=$(printf '%s\n' "${record[@]}" | median)
 TOT=$(printf '%s\n' "${total[@]}" | median)
 ENTRIES=$(ts --json show python | jq .entries)
 
-printf '| store: Python stdlib + /usr/share (%s files, %.1f GiB), ext4 loop, warm cache | seconds (median of %s) |\n' \
-  "$FILES" "$(echo "$BYTES / 1073741824" | bc -l)" "$ROUNDS"
-echo '|---|---|'
-printf '| `treesnap verify` (full: re-hash everything) | %.2f |\n' "$FULL"
-printf '| `treesnap verify --fast` (stat + fingerprint) | %.2f |\n' "$FAST"
-printf '| `ostree fsck` (bare repo, same trees) | %.2f |\n' "$FSCK"
-printf '| full / fast | %.0f× |\n' "$(echo "$FULL / $FAST" | bc -l)"
+wall() { echo "${1%% *}"; }
+cpu() { echo "${1##* }"; }
+printf '| store: Python stdlib + /usr/share (%s files, %.1f GiB), ext4 loop | warm: wall s | warm: CPU s | cold: wall s | cold: CPU s |\n' \
+  "$FILES" "$(echo "$BYTES / 1073741824" | bc -l)"
+echo '|---|---|---|---|---|'
+row() { printf '| %s | %s | %s | %s | %s |\n' "$1" "$(wall "$2")" "$(cpu "$2")" "$(wall "${3:-- -}")" "$(cpu "${3:-- -}")"; }
+row '`treesnap verify` (full: re-hash everything)' "$FULL" "${CFULL:-}"
+row '`treesnap verify --fast` (stat + fingerprint)' "$FAST" "${CFAST:-}"
+row '`ostree fsck` (bare repo, same trees)' "$FSCK" "${CFSCK:-}"
+ratio() { echo "$1 / $2" | bc -l | xargs printf '%.1f×'; }
+printf '| full / fast | %s | %s |' "$(ratio "$(wall "$FULL")" "$(wall "$FAST")")" "$(ratio "$(cpu "$FULL")" "$(cpu "$FAST")")"
+if [[ -n ${CFULL:-} ]]; then
+  printf ' %s | %s |\n' "$(ratio "$(wall "$CFULL")" "$(wall "$CFAST")")" "$(ratio "$(cpu "$CFULL")" "$(cpu "$CFAST")")"
+else
+  printf ' | |\n'
+fi
+printf '| ostree fsck / fast | %s | %s |' "$(ratio "$(wall "$FSCK")" "$(wall "$FAST")")" "$(ratio "$(cpu "$FSCK")" "$(cpu "$FAST")")"
+if [[ -n ${CFULL:-} ]]; then
+  printf ' %s | %s |\n' "$(ratio "$(wall "$CFSCK")" "$(wall "$CFAST")")" "$(ratio "$(cpu "$CFSCK")" "$(cpu "$CFAST")")"
+else
+  printf ' | |\n'
+fi
 echo
 printf '| hardlink restore (every file linked) of the Python stdlib (%s entries) | seconds (median of %s) |\n' "$ENTRIES" "$ROUNDS"
 echo '|---|---|'
 printf '| restore itself (tree built and renamed; record not included) | %.3f |\n' "$TOT"
-printf '| restore record (stat of each file + one transaction) | %.3f |\n' "$REC"
+printf '| restore record (one packed blob + fingerprint ctimes, one transaction) | %.3f |\n' "$REC"
+printf '| record / restore | %.0f%% |\n' "$(echo "100 * $REC / $TOT" | bc -l)"

@@ -2,6 +2,9 @@
 
 #include <climits>
 #include <cstdlib>
+#include <unordered_map>
+
+#include "util/trace.hpp"
 
 namespace treesnap {
 
@@ -11,8 +14,8 @@ Result<void> record_restored_tree(Database& db, const Manifest& manifest, const 
   char buffer[PATH_MAX];
   if (::realpath(summary.target.c_str(), buffer) == nullptr)
     return std::unexpected(os_error(errno, "resolve " + summary.target.string()));
-  TRY(auto root, open_at(AT_FDCWD, buffer, O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
 
+  PhaseTimer timer("record");
   RestoreRecord record{0, buffer, snapshot_name, manifest_digest, now_ns(), summary.hardlinked.files,
                        summary.reflinked.files, summary.copied.files, summary.empty_files};
   if (outcome.amend_record != 0) {
@@ -21,34 +24,42 @@ Result<void> record_restored_tree(Database& db, const Manifest& manifest, const 
     record.copied = outcome.totals[2];
     record.empty = outcome.totals[3];
   }
+  // The restorer stat'ed each file once placed (the updater once its renames were done); an
+  // inode with several names (many files of one content linked to one store file, in-tree links)
+  // changed ctime with each later link, so its newest stamp is the one all its names show now.
+  std::unordered_map<std::uint64_t, FileStamp> newest;
+  newest.reserve(outcome.files.size());
+  for (const auto& placed : outcome.files) {
+    auto [it, added] = newest.try_emplace(placed.stamp.ino, placed.stamp);
+    if (!added && placed.stamp.ctime_ns > it->second.ctime_ns) it->second = placed.stamp;
+  }
   std::vector<RestoreEntryRecord> rows;
   rows.reserve(outcome.files.size());
   std::vector<LinkStamp> links;
   for (const auto& placed : outcome.files) {
     const Entry& e = manifest.entries[placed.index];
-    // The tree was just built from a validated manifest: no path component is a symlink.
-    struct stat st {};
-    if (::fstatat(root.get(), e.path.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
-      return std::unexpected(os_error(errno, "stat restored " + e.path));
+    const FileStamp& now = newest.at(placed.stamp.ino);
     PlacedBy by = placed.how == Strategy::hardlink ? PlacedBy::hardlink
                   : placed.how == Strategy::reflink ? PlacedBy::reflink
                   : placed.how == Strategy::copy    ? PlacedBy::copy
                                                     : PlacedBy::fresh;
-    rows.push_back({e.path, stamp_of(st), by, e.digest.str()});
+    rows.push_back({e.path, now, by, e.digest.str()});
     // Only a link that changed nothing but ctime moves the fingerprint: a write through another
     // name during the restore changes mtime (or size, or mode) and is left for verify to see.
     FileStamp expected = placed.link_before;
-    expected.ctime_ns = to_ns(st.st_ctim);
-    if (by == PlacedBy::hardlink && placed.link_before.ino != 0 && stamp_of(st) == expected)
+    expected.ctime_ns = now.ctime_ns;
+    if (by == PlacedBy::hardlink && placed.link_before.ino != 0 && now == expected)
       links.push_back({placed.link_path, placed.link_before, expected.ctime_ns});
   }
+  timer.phase("rows");
   if (outcome.amend_record != 0) {
-    TRY_VOID(db.amend_restore(outcome.amend_record, record, rows, outcome.drop));
+    TRY_VOID(db.amend_restore(outcome.amend_record, record, rows, outcome.drop, links));
   } else {
-    TRY(auto id, db.record_restore(record, rows));
+    TRY(auto id, db.record_restore(record, rows, links));
     (void)id;
   }
-  return db.record_links(links);
+  timer.phase("commit");
+  return {};
 }
 
 }  // namespace treesnap

@@ -8,10 +8,11 @@
 
 namespace treesnap {
 
-// Stats every placed file under the tree now at `outcome.summary.target` and writes the record in
-// one transaction (replacing an older record of the same target), then lets the fingerprints of
-// the store files it hardlinked follow the ctime those links gave them. An update's outcome
-// (`amend_record`) amends its record instead: only the files listed are stat'ed.
+// Writes the record of the tree now at `outcome.summary.target` from the stats in
+// `outcome.files` (PlacedFile::stamp: the restorer's, or the updater's once its renames are done),
+// in one transaction (replacing an older record of the same target) that also lets the
+// fingerprints of the store files it hardlinked follow the ctime those links gave them. An
+// update's outcome (`amend_record`) amends its record instead: only the files listed change.
 Result<void> record_restored_tree(Database& db, const Manifest& manifest, const RestoreOutcome& outcome,
                                   const std::string& snapshot_name, const std::string& manifest_digest);
 

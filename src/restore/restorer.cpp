@@ -154,9 +154,9 @@ class Restorer {
       m_summary.fallbacks.push_back({e.path, from, to, err, policy});
   }
 
-  void place(std::size_t index, Strategy how) {
+  void place(std::size_t index, Strategy how, const FileStamp& stamp) {
     std::lock_guard lock(m_mutex);
-    m_placed.push_back({index, how, {}, {}});
+    m_placed.push_back({index, how, {}, {}, stamp});
   }
 
   void count(StrategyCount& c, const Entry& e, bool shared) {
@@ -230,9 +230,10 @@ class Restorer {
       TRY(auto fd, open_at(dir_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, creation_mode(e)));
       auto created = fresh(e);
       TRY_VOID(apply_metadata_fd(fd.get(), e, m_caps.is_root, created ? &*created : nullptr));
+      TRY(auto st, stat_fd(fd.get(), e.path));
       std::lock_guard lock(m_mutex);
       m_summary.empty_files += 1;
-      m_placed.push_back({index, Strategy::automatic, {}, {}});
+      m_placed.push_back({index, Strategy::automatic, {}, {}, stamp_of(st)});
       return {};
     }
     if (m_relocations.contains(index)) {
@@ -243,8 +244,9 @@ class Restorer {
       TRY(auto linked, rung_hardlink(m_store, e, dir_fd, name, m_options.strict_metadata, m_caps));
       if (linked.done) {
         count(m_summary.hardlinked, e, true);
+        TRY(auto st, stat_at(dir_fd, name));  // one name from the parent's fd: cheaper than the record's path walk
         std::lock_guard lock(m_mutex);
-        m_placed.push_back({index, Strategy::hardlink, std::move(linked.link_path), linked.link_before});
+        m_placed.push_back({index, Strategy::hardlink, std::move(linked.link_path), linked.link_before, stamp_of(st)});
         return {};
       }
       if (m_probe.link_errno == 0 && linked.sys_errno == EXDEV) m_probe_contradicted = true;
@@ -259,14 +261,17 @@ class Restorer {
     return parallel_for(m_data_jobs.size(), m_threads, k_restore_batch, [&](std::size_t i) -> Result<void> {
       const Entry& e = m_entries[m_data_jobs[i]];
       TRY(auto fd, open_beneath(m_root_fd, e.path, O_WRONLY | O_CREAT | O_EXCL, creation_mode(e)));
+      Strategy how = Strategy::copy;  // a relocated file: status sees its rewritten bytes as changed
       if (auto r = m_relocations.find(m_data_jobs[i]); r != m_relocations.end()) {
         TRY_VOID(write_relocated(e, *r->second, fd.get()));
-        place(m_data_jobs[i], Strategy::copy);  // status sees its rewritten bytes as changed
       } else {
-        TRY_VOID(place_content(m_data_jobs[i], e, fd.get()));
+        TRY(how, place_content(e, fd.get()));
       }
       auto created = fresh(e);
-      return apply_metadata_fd(fd.get(), e, m_caps.is_root, created ? &*created : nullptr);
+      TRY_VOID(apply_metadata_fd(fd.get(), e, m_caps.is_root, created ? &*created : nullptr));
+      TRY(auto st, stat_fd(fd.get(), e.path));
+      place(m_data_jobs[i], how, stamp_of(st));
+      return {};
     });
   }
 
@@ -290,7 +295,7 @@ class Restorer {
   }
 
   // The reflink rung (where the strategy and the pair allow it), else the copy rung.
-  Result<void> place_content(std::size_t index, const Entry& e, int fd_number) {
+  Result<Strategy> place_content(const Entry& e, int fd_number) {
     bool cloned = false;
     // A pair the probe says cannot clone is not tried under auto (copying is its plan there, not a
     // fallback: the probe report says why); a forced reflink steps down at once and reports every
@@ -309,17 +314,16 @@ class Restorer {
     }
     if (cloned) {
       count(m_summary.reflinked, e, true);
-      place(index, Strategy::reflink);
-    } else if (m_options.no_copy_fallback) {
+      return Strategy::reflink;
+    }
+    if (m_options.no_copy_fallback) {
       return std::unexpected(make_error(ErrorCode::unsupported,
                                         fmt::format("{:?} cannot be shared with the store ({}) and --no-copy-fallback forbids a copy",
                                                     e.path, clone_errno ? std::strerror(clone_errno) : "reflink unavailable here")));
-    } else {
-      TRY_VOID(rung_copy(m_store, e, fd_number));
-      count(m_summary.copied, e, false);
-      place(index, Strategy::copy);
     }
-    return {};
+    TRY_VOID(rung_copy(m_store, e, fd_number));
+    count(m_summary.copied, e, false);
+    return Strategy::copy;
   }
 
   // Pass 3: other names of in-tree hardlinks, now that every first name exists.
@@ -329,6 +333,15 @@ class Restorer {
       const Entry& primary = m_entries[e.link_index];
       if (::linkat(m_root_fd, primary.path.c_str(), m_root_fd, e.path.c_str(), 0) != 0)
         return std::unexpected(os_error(errno, fmt::format("link {:?} to {:?}", e.path, primary.path)));
+    }
+    if (m_in_tree_links.empty()) return {};
+    // Those links moved their inodes' ctime: stat the first names again.
+    std::set<std::size_t> primaries;
+    for (std::size_t i : m_in_tree_links) primaries.insert(m_entries[i].link_index);
+    for (auto& placed : m_placed) {
+      if (!primaries.contains(placed.index)) continue;
+      TRY(auto st, stat_at(m_root_fd, m_entries[placed.index].path));
+      placed.stamp = stamp_of(st);
     }
     return {};
   }

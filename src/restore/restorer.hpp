@@ -15,11 +15,15 @@ namespace treesnap {
 // How one regular file (a `file` entry) got its content: hardlink, reflink, copy, or
 // Strategy::automatic for an empty file created fresh. A hardlinked one names the store file it
 // was linked to and that file's stat just before, so its fingerprint can follow the link.
+// `stamp` is the file's stat once placed (after its metadata, or after its link), taken from the
+// fd or the parent directory's fd the restorer holds; a later link to the same inode in this
+// restore moves its ctime, so of several names of one inode the newest stamp is the inode's.
 struct PlacedFile {
   std::size_t index = 0;  // in the manifest
   Strategy how = Strategy::automatic;
   std::string link_path;
   FileStamp link_before;
+  FileStamp stamp;
 };
 
 struct RestoreOutcome {

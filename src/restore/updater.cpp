@@ -71,6 +71,8 @@ class Updater {
     TRY_VOID(finish_directories());
     timer.phase("directories");
     TRY_VOID(amend_record(outcome));
+    TRY_VOID(stamp_files(outcome));
+    timer.phase("stamps");
     for (auto& c : m_conflicts) {
       m_report.conflicts += 1;
       if (m_report.conflict_list.size() < UpdateReport::kMaxListed) m_report.conflict_list.push_back(std::move(c));
@@ -529,6 +531,24 @@ class Updater {
                           : f.how == Strategy::copy    ? PlacedBy::copy
                                                        : PlacedBy::fresh;
       outcome.totals[total_slot(by)] += 1;
+    }
+    return {};
+  }
+
+  // The record's stat of each file it lists, taken now that every rename and link is done: the
+  // restorer's own stamps (PlacedFile::stamp) were taken in the staging tree, and the rename into
+  // the target moved their ctime. Only the files whose row is new or changes are listed, in
+  // manifest order, so siblings share one parent fd.
+  Result<void> stamp_files(RestoreOutcome& outcome) {
+    std::sort(outcome.files.begin(), outcome.files.end(),
+              [](const PlacedFile& a, const PlacedFile& b) { return a.index < b.index; });
+    ParentDirCache dirs(m_root.get());
+    for (auto& f : outcome.files) {
+      const Entry& e = m_new[f.index];
+      const int dir_fd = dirs.get(parent_path(e.path));
+      if (dir_fd < 0) return std::unexpected(make_error(ErrorCode::not_found, fmt::format("stat restored {:?}", e.path)));
+      TRY(auto st, stat_at(dir_fd, std::string(base_name(e.path))));
+      f.stamp = stamp_of(st);
     }
     return {};
   }

@@ -31,6 +31,7 @@ constexpr std::string_view k_names[] = {
     "restore.write",           // copying an object's bytes into a restored file
     "restore.rename",          // moving the finished tree into place
     "restore.after_rename",    // crash: the tree in place, its restore record not written
+    "restore.record",          // in the record's transaction (new or amended), before its commit
     "gc.unlink",               // removing a collected object's file
     "gc.after_unlink",         // crash: a batch's files removed, its rows not yet deleted
     "gc.after_aside",          // crash: --full moved an unrecorded file into tmp/, not yet deleted

@@ -58,6 +58,7 @@ class Repairer {
       if (f.change.kind == ChangeKind::metadata && !handled.contains(f.index)) TRY_VOID(fix_metadata(f));
       if (f.change.kind == ChangeKind::added) TRY_VOID(handle_added(f));
     }
+    if (!m_options.dry_run && !m_scan.findings.empty()) TRY_VOID(restore_directory_times());
     TRY_VOID(release_quarantine());
     if (m_options.dry_run) return {};
     TRY_VOID(refresh_fingerprints());
@@ -375,6 +376,7 @@ class Repairer {
     if (!fd) return std::unexpected(fd.error());
     if (m_is_root && ::fchown(fd->get(), e.uid, e.gid) != 0) return std::unexpected(os_error(errno, "chown " + e.path));
     if (::fchmod(fd->get(), e.mode) != 0) return std::unexpected(os_error(errno, "chmod " + e.path));
+    if (!e.xattrs().empty()) TRY_VOID(write_xattrs_fd(fd->get(), e.xattrs(), e.path));
     if (e.type == EntryType::file) {
       const auto* rec = recorded(e.path);
       const std::int64_t mtime = rec ? rec->stamp.mtime_ns : e.mtime_ns;
@@ -382,7 +384,29 @@ class Repairer {
       if (::futimens(fd->get(), times) != 0) return std::unexpected(os_error(errno, "set mtime " + e.path));
       m_touched.insert(e.path);
     }
+    // A directory's mtime is set by restore_directory_times, after every other change.
     act(e.path, "fixed metadata", {}, f.change.detail);
+    return {};
+  }
+
+  // Every directory of the manifest gets back the mtime the restore gave it, children before
+  // parents: the repairs above (a file renamed into place, a directory recreated, an added path
+  // pruned) and the user's changes moved them. Only a differing mtime is set, so a second repair
+  // changes nothing; a directory whose change was a finding was reported by fix_metadata, the
+  // others moved because of this repair. One open and fstat per directory, and only when status
+  // found something.
+  Result<void> restore_directory_times() {
+    const auto& list = m_scan.manifest.entries;
+    for (std::size_t i = list.size(); i-- > 0;) {
+      const Entry& e = list[i];
+      if (e.type != EntryType::directory) continue;
+      auto fd = i == 0 ? open_dir(m_scan.root.get(), ".") : open_beneath(m_scan.root.get(), e.path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+      if (!fd) continue;  // gone or not a directory: a finding repair could not heal, reported already
+      TRY(auto st, stat_fd(fd->get(), e.path));
+      if (to_ns(st.st_mtim) == e.mtime_ns) continue;
+      struct timespec times[2] = {from_ns(e.mtime_ns), from_ns(e.mtime_ns)};
+      if (::futimens(fd->get(), times) != 0) return std::unexpected(os_error(errno, "set mtime " + e.path));
+    }
     return {};
   }
 

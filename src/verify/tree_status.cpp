@@ -132,10 +132,18 @@ Result<TreeScan> scan_restored_tree(const ObjectStore& store, Database& db, cons
       meta.push_back(fmt::format("mode {:04o}, expected {:04o}", st.st_mode & 07777, e.mode));
     if (is_root && (st.st_uid != e.uid || st.st_gid != e.gid))
       meta.push_back(fmt::format("owner {}:{}, expected {}:{}", st.st_uid, st.st_gid, e.uid, e.gid));
-    // A linked file shows its inode's mtime (docs/format.md, "mtime rule"): the recorded one.
-    // Directories' mtimes change with their entries and are not compared.
+    // A linked file shows its inode's mtime (docs/format.md, "mtime rule"): the recorded one. A
+    // directory's is the manifest's: the restore (and an update) sets it last, children before
+    // parents, so entries added, removed or renamed in it since show here.
     const std::int64_t mtime = rec ? rec->stamp.mtime_ns : e.mtime_ns;
-    if (e.type == EntryType::file && to_ns(st.st_mtim) != mtime) meta.push_back("mtime");
+    if ((e.type == EntryType::file || e.type == EntryType::directory) && to_ns(st.st_mtim) != mtime)
+      meta.push_back("mtime");
+    // xattrs only where the manifest has some: one read per such path, none elsewhere (so
+    // xattrs added to a file that had none are not seen).
+    if (!e.xattrs().empty() && e.type != EntryType::symlink) {
+      auto now = read_xattrs_at(parents.get(parent_path(e.path)), std::string(base_name(e.path)));
+      if (!now || *now != e.xattrs()) meta.push_back("xattrs");
+    }
     if (e.type == EntryType::symlink) {
       std::string link(static_cast<std::size_t>(st.st_size) + 1, '\0');
       const int parent = parents.get(parent_path(e.path));

@@ -3,7 +3,8 @@
 # truncated to zero through a hardlinked environment), a write with its mtime set back, a
 # replacement by rsync without --inplace, and damage directly in the store. After each repair:
 # every name has the right content, inodes and link counts are as before, verify is clean, and a
-# second repair does nothing. Damaged manifests and objects fail loudly, never restore wrongly.
+# second repair does nothing. Directory modes and mtimes moved by hand or by new files are seen
+# and put back. Damaged manifests and objects fail loudly, never restore wrongly.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -68,6 +69,24 @@ step "rsync without --inplace: a new inode replaces the name"
 cp "$SRC/$LIB" "$WORK/tmpcopy" && echo extra >>"$WORK/tmpcopy" && mv -f "$WORK/tmpcopy" "$WORK/envA/$LIB"
 expect_status 1 ts status "$WORK/envA"
 expect_status 0 ts repair "$WORK/envA"
+assert_healed "$BEFORE"
+
+step "directory metadata: a mode and mtimes moved by hand and by new files, put back by repair"
+LIB_MTIME=$(stat -c %Y.%y "$WORK/envA/lib")
+ROOT_MTIME=$(stat -c %Y.%y "$WORK/envA")
+BIN_MODE=$(stat -c %a "$WORK/envA/bin")
+chmod 0700 "$WORK/envA/bin"
+touch -m -d '2001-02-03 04:05:06' "$WORK/envA/lib"
+echo stray >"$WORK/envA/stray.txt"
+expect_status 1 ts --json status "$WORK/envA"
+jq_assert "$OUT" 'any(.changes[]; .path == "bin" and .kind == "metadata" and (.detail | test("mode 0700")))' "bin's mode"
+jq_assert "$OUT" 'any(.changes[]; .path == "lib" and .kind == "metadata" and (.detail | test("mtime")))' "lib's mtime"
+jq_assert "$OUT" 'any(.changes[]; .path == "stray.txt" and .kind == "added")' "the stray file"
+expect_status 0 ts --json repair "$WORK/envA" --prune
+jq_assert "$OUT" 'any(.actions[]; .path == "bin" and .action == "fixed metadata")' "repair names bin"
+assert_eq "$(stat -c %a "$WORK/envA/bin")" "$BIN_MODE" "bin's mode after repair"
+assert_eq "$(stat -c %Y.%y "$WORK/envA/lib")" "$LIB_MTIME" "lib's mtime after repair"
+assert_eq "$(stat -c %Y.%y "$WORK/envA")" "$ROOT_MTIME" "the root's mtime after the pruned file"
 assert_healed "$BEFORE"
 
 step "damage directly in the store, healed through a repair of a tree"

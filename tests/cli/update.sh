@@ -92,6 +92,20 @@ mtree_of "$WORK/plain" >"$WORK/got.mtree"
 assert_same_listing "$WORK/want.mtree" "$WORK/got.mtree" "forced update of an unrecorded tree"
 expect_status 2 ts restore app:2 "$WORK/plain" --force
 
+step "an update stopped in its record's transaction leaves the old record whole; run again, it finishes"
+TREESNAP_FAILPOINTS=restore.record=crash expect_status 137 ts restore app:2 "$T" --update
+expect_status 1 ts --json status "$T"
+jq_assert "$OUT" '.snapshot == "app:1"' "the record still describes app:1 after the kill"
+TREESNAP_FAILPOINTS=restore.record=EIO expect_status 1 ts restore app:2 "$T" --update
+assert_error_line
+grep -q 'amend restore record of' "$ERR" || fail "unexpected error: $(cat "$ERR")"
+expect_status 0 ts --json restore app:2 "$T" --update
+jq_assert "$OUT" '.update.conflicts == 0' "no conflicts: the files already hold app:2"
+mtree_of "$T" >"$WORK/got.mtree"
+assert_same_listing "$WORK/want.mtree" "$WORK/got.mtree" "update finished after a stop in the record's transaction"
+expect_status 0 ts --json status "$T"
+jq_assert "$OUT" '.snapshot == "app:2" and (.changes | length) == 0' "status after the finished update"
+
 step "an update killed part-way finishes when run again"
 for i in $(seq 2 40); do chmod u+w "$SRC/lib/pkg/m$i.py" && echo "module $i, version 3" >"$SRC/lib/pkg/m$i.py"; done
 chmod 0444 "$SRC"/lib/pkg/*.py

@@ -2,7 +2,11 @@
 // done through a hardlinked tree and directly in the store, then repaired; afterwards every name
 // has the right content, inode numbers and link counts are as before, verify is clean and a
 // second repair does nothing.
+#include <sqlite3.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
+
+#include <fmt/format.h>
 
 #include "core/digest.hpp"
 #include "meta/database.hpp"
@@ -204,6 +208,197 @@ TEST_F(IntegrityTest, StatusSeesAddedRemovedAndChanged) {
   status = store().status(env1(), {.verify = true});
   ASSERT_TRUE(ok(status));
   EXPECT_TRUE(status->clean());
+}
+
+// A directory's mode and mtime are the manifest's, as the restore set them last; status sees
+// them moved (by hand, or by an entry added or removed inside) and repair puts them back, also
+// the mtimes its own renames moved, and a second repair changes nothing.
+TEST_F(IntegrityTest, StatusSeesDirectoryMetadataAndRepairRestoresIt) {
+  const auto sub_before = lstat_path(env1() / "sub");
+  const auto root_before = lstat_path(env1());
+  ::chmod((env1() / "sub").c_str(), 0700);
+  write_file(env1() / "sub/new.txt", "added");  // moves sub's mtime
+  fs::remove(env1() / "other.txt");               // moves the root's mtime
+  auto status = store().status(env1(), {});
+  ASSERT_TRUE(ok(status));
+  std::map<std::pair<std::string, ChangeKind>, std::string> seen;
+  for (const auto& c : status->changes) seen[{c.path, c.kind}] = c.detail;
+  ASSERT_TRUE(seen.contains({"sub", ChangeKind::metadata}));
+  EXPECT_NE(seen.at({"sub", ChangeKind::metadata}).find("mode 0700"), std::string::npos);
+  EXPECT_NE(seen.at({"sub", ChangeKind::metadata}).find("mtime"), std::string::npos);
+  EXPECT_EQ(seen.count({"", ChangeKind::metadata}) + seen.count({".", ChangeKind::metadata}), 1u) << "the root's mtime";
+
+  auto report = store().repair(env1(), {.prune = true});
+  ASSERT_TRUE(ok(report));
+  for (const auto& [path, before] : {std::pair{env1() / "sub", sub_before}, std::pair{env1(), root_before}}) {
+    const auto now = lstat_path(path);
+    EXPECT_EQ(now.st_mode & 07777, before.st_mode & 07777) << path;
+    EXPECT_EQ(to_ns(now.st_mtim), to_ns(before.st_mtim)) << path << ": repair's own rename and unlink moved it";
+  }
+  status = store().status(env1(), {.verify = true});
+  ASSERT_TRUE(ok(status));
+  EXPECT_TRUE(status->clean()) << status->changes.front().path << " " << status->changes.front().detail;
+  auto again = store().repair(env1(), {});
+  ASSERT_TRUE(ok(again));
+  EXPECT_TRUE(again->actions.empty());
+  EXPECT_EQ(to_ns(lstat_path(env1() / "sub").st_mtim), to_ns(sub_before.st_mtim));
+}
+
+// rsync without --inplace puts a new inode in place (moving the directory's mtime), and repair
+// renames the right content over it (moving it again): the directory ends with the restored mtime.
+TEST_F(IntegrityTest, ContentRepairLeavesTheDirectoryMtimeAsRestored) {
+  const auto sub_before = lstat_path(env2() / "sub");
+  write_file(env2() / "sub/.data.tmp", "changed", 0644);
+  ASSERT_EQ(::rename((env2() / "sub/.data.tmp").c_str(), (env2() / "sub/data").c_str()), 0);
+  auto report = store().repair(env2(), {});
+  ASSERT_TRUE(ok(report));
+  EXPECT_FALSE(report->actions.empty());
+  EXPECT_EQ(read_file(env2() / "sub/data"), "some data\n");
+  EXPECT_EQ(to_ns(lstat_path(env2() / "sub").st_mtim), to_ns(sub_before.st_mtim));
+  auto status = store().status(env2(), {.verify = true});
+  ASSERT_TRUE(ok(status));
+  EXPECT_TRUE(status->clean()) << status->changes.front().path << " " << status->changes.front().detail;
+}
+
+// The record's stats come from the restorer, not from a stat after the fact: each must still be
+// the file's stat, also for one inode linked under several names (ctime moved with each link) and
+// for in-tree hardlinks made after the file was placed.
+TEST_F(IntegrityTest, RecordHoldsTheStatOfEveryFileOnceInPlace) {
+  for (const char* name : {"dup1", "dup2", "dup3"}) write_file(src(name), "same bytes\n", 0444);
+  write_file(src("first"), "linked in the tree\n", 0644);
+  ASSERT_EQ(::link(src("first").c_str(), src("second").c_str()), 0);
+  ASSERT_TRUE(ok(store().snapshot(src(), {.name = "env:v2"})));
+  for (Strategy how : {Strategy::hardlink, Strategy::copy, Strategy::automatic}) {
+    const fs::path target = dir() / fmt::format("record-{}", static_cast<int>(how));
+    RestoreOptions options;
+    options.strategy = how;
+    options.hardlink_writable = true;
+    ASSERT_TRUE(ok(store().restore("env:v2", target, options)));
+    auto db = Database::open((store_dir() / "treesnap.db").string(), false);
+    ASSERT_TRUE(ok(db));
+    auto record = db->find_restore(fs::canonical(target).string());
+    ASSERT_TRUE(ok(record) && record->has_value());
+    auto entries = db->restore_entries((*record)->id);
+    ASSERT_TRUE(ok(entries));
+    EXPECT_EQ(entries->size(), 7u) << "every regular file but the in-tree link's second name";
+    for (const auto& e : *entries) EXPECT_EQ(e.stamp, stamp_of(lstat_path(target / e.path))) << target / e.path;
+    auto status = store().status(target, {});
+    ASSERT_TRUE(ok(status));
+    EXPECT_TRUE(status->clean());
+    EXPECT_EQ(status->hashed, 0u);
+  }
+}
+
+TEST_F(IntegrityTest, StatusSeesChangedXattrs) {
+  write_file(src("tagged"), "tagged content\n", 0644);
+  set_xattr(src("tagged"), "user.origin", "upstream");
+  ASSERT_TRUE(ok(store().snapshot(src(), {.name = "env:v2"})));
+  RestoreOptions copy;
+  copy.strategy = Strategy::copy;
+  ASSERT_TRUE(ok(store().restore("env:v2", dir() / "tagged-env", copy)));
+  auto status = store().status(dir() / "tagged-env", {});
+  ASSERT_TRUE(ok(status));
+  EXPECT_TRUE(status->clean());
+  ASSERT_EQ(::setxattr((dir() / "tagged-env/tagged").c_str(), "user.origin", "local", 5, 0), 0);
+  status = store().status(dir() / "tagged-env", {});
+  ASSERT_TRUE(ok(status));
+  ASSERT_EQ(status->changes.size(), 1u);
+  EXPECT_EQ(status->changes[0].path, "tagged");
+  EXPECT_EQ(status->changes[0].kind, ChangeKind::metadata);
+  EXPECT_NE(status->changes[0].detail.find("xattrs"), std::string::npos) << status->changes[0].detail;
+  auto repaired = store().repair(dir() / "tagged-env", {});
+  ASSERT_TRUE(ok(repaired));
+  status = store().status(dir() / "tagged-env", {});
+  ASSERT_TRUE(ok(status));
+  EXPECT_TRUE(status->clean()) << "repair puts the xattrs back";
+}
+
+// A record written by schema 4 (one restore_entries row per file) is still read, and repair
+// rewrites it packed.
+TEST_F(IntegrityTest, ASchema4RecordIsReadAndRewrittenPacked) {
+  const std::string db_path = (store_dir() / "treesnap.db").string();
+  std::vector<RestoreEntryRecord> entries;
+  std::int64_t id = 0;
+  {
+    auto db = Database::open(db_path, false);
+    ASSERT_TRUE(ok(db));
+    auto record = db->find_restore(fs::canonical(env1()).string());
+    ASSERT_TRUE(ok(record) && record->has_value());
+    id = (*record)->id;
+    auto read = db->restore_entries(id);
+    ASSERT_TRUE(ok(read));
+    entries = *read;
+  }
+  ASSERT_FALSE(entries.empty());
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(db_path.c_str(), &raw), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(raw, fmt::format("DELETE FROM restore_files WHERE restore = {}", id).c_str(), nullptr, nullptr,
+                         nullptr), SQLITE_OK);
+  sqlite3_stmt* insert = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(raw, "INSERT INTO restore_entries VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)", -1, &insert, nullptr),
+            SQLITE_OK);
+  for (const auto& e : entries) {
+    sqlite3_bind_int64(insert, 1, id);
+    sqlite3_bind_blob(insert, 2, e.path.data(), static_cast<int>(e.path.size()), SQLITE_TRANSIENT);
+    sqlite3_bind_int64(insert, 3, static_cast<std::int64_t>(e.stamp.ino));
+    sqlite3_bind_int64(insert, 4, static_cast<std::int64_t>(e.stamp.size));
+    sqlite3_bind_int64(insert, 5, e.stamp.mtime_ns);
+    sqlite3_bind_int64(insert, 6, e.stamp.ctime_ns);
+    sqlite3_bind_int64(insert, 7, e.stamp.mode);
+    sqlite3_bind_int64(insert, 8, static_cast<int>(e.placed));
+    sqlite3_bind_blob(insert, 9, e.digest.data(), static_cast<int>(e.digest.size()), SQLITE_TRANSIENT);
+    ASSERT_EQ(sqlite3_step(insert), SQLITE_DONE);
+    sqlite3_reset(insert);
+  }
+  sqlite3_finalize(insert);
+  sqlite3_close(raw);
+
+  auto status = store().status(env1(), {});
+  ASSERT_TRUE(ok(status));
+  EXPECT_TRUE(status->clean());
+  EXPECT_EQ(status->hashed, 0u) << "the rows' stats were read";
+  {
+    auto db = Database::open(db_path, false);
+    ASSERT_TRUE(ok(db));
+    auto files = db->tree_files_with(hash_bytes(DigestAlgorithm::sha256, k_content));
+    ASSERT_TRUE(ok(files));
+    EXPECT_EQ(files->size(), 2u) << "env1's row and env2's packed record";
+  }
+  write_file(env1() / "other.txt.new", "x");
+  fs::rename(env1() / "other.txt.new", env1() / "other.txt");
+  ASSERT_TRUE(ok(store().repair(env1(), {})));
+  auto db = Database::open(db_path, false);
+  ASSERT_TRUE(ok(db));
+  auto after = db->restore_entries(id);
+  ASSERT_TRUE(ok(after));
+  EXPECT_EQ(after->size(), entries.size());
+  ASSERT_EQ(sqlite3_open(db_path.c_str(), &raw), SQLITE_OK);
+  sqlite3_stmt* count = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(raw, fmt::format("SELECT (SELECT count(*) FROM restore_entries), (SELECT count(*) FROM "
+                                                "restore_files WHERE restore = {})", id).c_str(), -1, &count, nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(count), SQLITE_ROW);
+  EXPECT_EQ(sqlite3_column_int64(count, 0), 0) << "repair rewrote the record packed";
+  EXPECT_EQ(sqlite3_column_int64(count, 1), 1);
+  sqlite3_finalize(count);
+  sqlite3_close(raw);
+  status = store().status(env1(), {});
+  ASSERT_TRUE(ok(status));
+  EXPECT_TRUE(status->clean());
+}
+
+// A damaged packed record is reported, never read as a tree with no files.
+TEST_F(IntegrityTest, ADamagedRestoreRecordFailsLoudly) {
+  {
+    sqlite3* raw = nullptr;
+    ASSERT_EQ(sqlite3_open((store_dir() / "treesnap.db").c_str(), &raw), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(raw, "UPDATE restore_files SET entries = substr(entries, 1, length(entries) - 1)", nullptr,
+                           nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(raw);
+  }
+  auto status = store().status(env1(), {});
+  ASSERT_FALSE(ok(status));
+  EXPECT_EQ(status.error().code, ErrorCode::corrupt);
 }
 
 class DamageTest : public IntegrityTest, public ::testing::WithParamInterface<std::tuple<Damage, Where>> {};

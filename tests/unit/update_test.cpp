@@ -7,7 +7,9 @@
 
 #include <csignal>
 #include <cstdlib>
+#include <set>
 
+#include "meta/database.hpp"
 #include "store_fixture.hpp"
 #include "util/posix.hpp"
 
@@ -93,6 +95,36 @@ TEST_F(UpdateTest, KeepsUpdatesAddsAndRemoves) {
   ASSERT_TRUE(ok(again));
   EXPECT_EQ(again->update.updated + again->update.added + again->update.removed + again->update.conflicts, 0u)
       << "a second update changes nothing";
+}
+
+// The amended record (one packed blob, rewritten in the update's transaction) holds one file per
+// regular file of the new snapshot, each with its stat now: the placed files' after their rename
+// into the target, the kept ones' as recorded. Nothing is hashed by the status that follows.
+TEST_F(UpdateTest, AmendedRecordHoldsTheStatOfEveryFile) {
+  build_v1();
+  snapshot("t:1");
+  ASSERT_TRUE(ok(store().restore("t:1", out(), {})));
+  make_v2();
+  snapshot("t:2");
+  ASSERT_TRUE(ok(store().restore("t:2", out(), k_update)));
+  auto db = Database::open((store_dir() / "treesnap.db").string(), false);
+  ASSERT_TRUE(ok(db));
+  auto record = db->find_restore(fs::canonical(out()).string());
+  ASSERT_TRUE(ok(record) && record->has_value());
+  EXPECT_EQ((*record)->snapshot, "t:2");
+  auto entries = db->restore_entries((*record)->id);
+  ASSERT_TRUE(ok(entries));
+  std::set<std::string> paths;
+  for (const auto& e : *entries) {
+    EXPECT_TRUE(paths.insert(e.path).second) << "twice: " << e.path;
+    EXPECT_EQ(e.stamp, stamp_of(test::lstat_path(out(e.path)))) << e.path;
+  }
+  EXPECT_EQ(paths, (std::set<std::string>{"keep-again.py", "lib/change.py", "lib/rw.cfg", "lib/empty", "new/added.py"}))
+      << "every regular file but the in-tree link's second name (lib/keep.py: keep-again.py sorts first)";
+  auto status = store().status(out(), {});
+  ASSERT_TRUE(ok(status));
+  EXPECT_TRUE(status->clean());
+  EXPECT_EQ(status->hashed, 0u);
 }
 
 TEST_F(UpdateTest, UserChangesAreConflictsUnlessForced) {
