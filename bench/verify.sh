@@ -5,6 +5,11 @@
 #   sudo bash bench/verify.sh            # needs root (loop mount), ostree, ~3 GiB of temp space
 #   PY=/usr/lib/python3.11 SHARE=/usr/share ROUNDS=3 sudo -E bash bench/verify.sh
 #
+# SANDBOX=1 (the default) adds a second table for a microVM checkpoint (4 memory dumps of
+# 256 MiB, a 4 GiB sparse disk image with 512 MiB written, 200 small JSON files): the ratio of
+# full to fast verify is set by the bytes per file, and this is the content the tool is for.
+# TREES=0 runs only that second table.
+#
 # Everything lives on a journaled ext4 loop mount in a mktemp -d folder, unmounted and removed
 # on exit (also on INT/TERM). Warm rows: the store was just written, so full verify measures
 # hashing speed, not the disk. Cold rows (COLD=1, the default): `drop_caches` before each run,
@@ -18,7 +23,7 @@ BIN=${TREESNAP_BIN:-$REPO_ROOT/build/treesnap}
 PY=${PY:-$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')}
 SHARE=${SHARE:-/usr/share}
 ROUNDS=${ROUNDS:-3}
-IMG_SIZE=${IMG_SIZE:-12G}
+IMG_SIZE=${IMG_SIZE:-16G}
 
 [[ $(id -u) -eq 0 ]] || { echo "bench/verify.sh needs root for the loop mount" >&2; exit 77; }
 command -v ostree >/dev/null || { echo "ostree is not installed" >&2; exit 77; }
@@ -52,75 +57,105 @@ timed() {
   echo "$(cut -d' ' -f1 "$TMP/runs" | median) $(cut -d' ' -f2 "$TMP/runs" | median)"
 }
 
+wall() { echo "${1%% *}"; }
+cpu() { echo "${1##* }"; }
+ratio() { echo "$1 / $2" | bc -l | xargs printf '%.1f×'; }
+
 truncate -s "$IMG_SIZE" "$TMP/ext4.img"
 mkfs.ext4 -q -F -j -i 8192 "$TMP/ext4.img"  # room for ~4 copies of 150k files
 mkdir -p "$MNT"
 mount -o loop "$TMP/ext4.img" "$MNT"
 mkdir -p "$MNT/src"
-log "copying $PY and $SHARE"
-cp -a "$PY" "$MNT/src/python"
-cp -a "$SHARE" "$MNT/src/share" 2>/dev/null || true   # unreadable or special files are skipped
-STORE=$MNT/store
-ts() { "$BIN" --store "$STORE" "$@"; }
-log "snapshot"
-ts snapshot "$MNT/src/python" --name python >/dev/null
-ts snapshot "$MNT/src/share" --name share >/dev/null
-log "ostree commit"
-ostree --repo="$MNT/repo" init --mode=bare
-ostree --repo="$MNT/repo" commit --branch=python --tree=dir="$MNT/src/python" >/dev/null
-ostree --repo="$MNT/repo" commit --branch=share --tree=dir="$MNT/src/share" >/dev/null
+if [[ ${TREES:-1} == 1 ]]; then
+  log "copying $PY and $SHARE"
+  cp -a "$PY" "$MNT/src/python"
+  cp -a "$SHARE" "$MNT/src/share" 2>/dev/null || true   # unreadable or special files are skipped
+  STORE=$MNT/store
+  ts() { "$BIN" --store "$STORE" "$@"; }
+  log "snapshot"
+  ts snapshot "$MNT/src/python" --name python >/dev/null
+  ts snapshot "$MNT/src/share" --name share >/dev/null
+  log "ostree commit"
+  ostree --repo="$MNT/repo" init --mode=bare
+  ostree --repo="$MNT/repo" commit --branch=python --tree=dir="$MNT/src/python" >/dev/null
+  ostree --repo="$MNT/repo" commit --branch=share --tree=dir="$MNT/src/share" >/dev/null
 
-FILES=$(ts --json verify --fast | jq .objects)
-BYTES=$(ts --json verify | jq .bytes)
-log "verify: $FILES store files, $BYTES bytes; $ROUNDS rounds each"
-FULL=$(timed "$ROUNDS" 0 "$BIN" --store "$STORE" verify)
-FAST=$(timed "$ROUNDS" 0 "$BIN" --store "$STORE" verify --fast)
-FSCK=$(timed "$ROUNDS" 0 ostree fsck --repo="$MNT/repo")
-if [[ ${COLD:-1} == 1 ]]; then
-  log "cold cache (drop_caches before each run)"
-  CFULL=$(timed "$ROUNDS" 1 "$BIN" --store "$STORE" verify)
-  CFAST=$(timed "$ROUNDS" 1 "$BIN" --store "$STORE" verify --fast)
-  CFSCK=$(timed "$ROUNDS" 1 ostree fsck --repo="$MNT/repo")
-fi
+  FILES=$(ts --json verify --fast | jq .objects)
+  BYTES=$(ts --json verify | jq .bytes)
+  log "verify: $FILES store files, $BYTES bytes; $ROUNDS rounds each"
+  FULL=$(timed "$ROUNDS" 0 "$BIN" --store "$STORE" verify)
+  FAST=$(timed "$ROUNDS" 0 "$BIN" --store "$STORE" verify --fast)
+  FSCK=$(timed "$ROUNDS" 0 ostree fsck --repo="$MNT/repo")
+  if [[ ${COLD:-1} == 1 ]]; then
+    log "cold cache (drop_caches before each run)"
+    CFULL=$(timed "$ROUNDS" 1 "$BIN" --store "$STORE" verify)
+    CFAST=$(timed "$ROUNDS" 1 "$BIN" --store "$STORE" verify --fast)
+    CFSCK=$(timed "$ROUNDS" 1 ostree fsck --repo="$MNT/repo")
+  fi
 
-log "restore record cost (hardlink restores of the Python tree, writable files linked too)"
-record=() total=()
-for ((i = 0; i < ROUNDS; i++)); do
-  rm -rf "$MNT/out"
-  line=$(TREESNAP_TRACE=1 ts --json restore python "$MNT/out" --strategy hardlink --hardlink-writable 2>"$TMP/trace" | jq .seconds) ||
-    { cat "$TMP/trace" >&2; exit 1; }
-  total+=("$line")
-  record+=("$(awk '/trace: restore record/ {print $4}' "$TMP/trace")")
+  log "restore record cost (hardlink restores of the Python tree, writable files linked too)"
+  record=() total=()
+  for ((i = 0; i < ROUNDS; i++)); do
+    rm -rf "$MNT/out"
+    line=$(TREESNAP_TRACE=1 ts --json restore python "$MNT/out" --strategy hardlink --hardlink-writable 2>"$TMP/trace" | jq .seconds) ||
+      { cat "$TMP/trace" >&2; exit 1; }
+    total+=("$line")
+    record+=("$(awk '/trace: restore record/ {print $4}' "$TMP/trace")")
+  done
+  REC=$(printf '%s\n' "${record[@]}" | median)
+  TOT=$(printf '%s\n' "${total[@]}" | median)
+  ENTRIES=$(ts --json show python | jq .entries)
+
+  printf '| store: Python stdlib + /usr/share (%s files, %.1f GiB), ext4 loop | warm: wall s | warm: CPU s | cold: wall s | cold: CPU s |\n' \
+    "$FILES" "$(echo "$BYTES / 1073741824" | bc -l)"
+  echo '|---|---|---|---|---|'
+  row() { printf '| %s | %s | %s | %s | %s |\n' "$1" "$(wall "$2")" "$(cpu "$2")" "$(wall "${3:-- -}")" "$(cpu "${3:-- -}")"; }
+  row '`treesnap verify` (full: re-hash everything)' "$FULL" "${CFULL:-}"
+  row '`treesnap verify --fast` (stat + fingerprint)' "$FAST" "${CFAST:-}"
+  row '`ostree fsck` (bare repo, same trees)' "$FSCK" "${CFSCK:-}"
+  printf '| full / fast | %s | %s |' "$(ratio "$(wall "$FULL")" "$(wall "$FAST")")" "$(ratio "$(cpu "$FULL")" "$(cpu "$FAST")")"
+  if [[ -n ${CFULL:-} ]]; then
+    printf ' %s | %s |\n' "$(ratio "$(wall "$CFULL")" "$(wall "$CFAST")")" "$(ratio "$(cpu "$CFULL")" "$(cpu "$CFAST")")"
+  else
+    printf ' | |\n'
+  fi
+  printf '| ostree fsck / fast | %s | %s |' "$(ratio "$(wall "$FSCK")" "$(wall "$FAST")")" "$(ratio "$(cpu "$FSCK")" "$(cpu "$FAST")")"
+  if [[ -n ${CFULL:-} ]]; then
+    printf ' %s | %s |\n' "$(ratio "$(wall "$CFSCK")" "$(wall "$CFAST")")" "$(ratio "$(cpu "$CFSCK")" "$(cpu "$CFAST")")"
+  else
+    printf ' | |\n'
+  fi
+  echo
+  printf '| hardlink restore (every file linked) of the Python stdlib (%s entries) | seconds (median of %s) |\n' "$ENTRIES" "$ROUNDS"
+  echo '|---|---|'
+  printf '| restore itself (tree built and renamed; record not included) | %.3f |\n' "$TOT"
+  printf '| restore record (one packed blob + fingerprint ctimes, one transaction) | %.3f |\n' "$REC"
+  printf '| record / restore | %.0f%% |\n' "$(echo "100 * $REC / $TOT" | bc -l)"
+fi  # TREES
+
+[[ ${SANDBOX:-1} == 1 ]] || exit 0
+ROUNDS=${SANDBOX_ROUNDS:-5}
+log "sandbox checkpoint store"
+VM=$MNT/src/vm
+mkdir -p "$VM/config"
+for i in 0 1 2 3; do head -c 256M /dev/urandom >"$VM/mem$i.dump"; done
+truncate -s 4G "$VM/disk.img"
+for i in $(seq 0 7); do  # 64 MiB written every 512 MiB, the rest holes
+  head -c 64M /dev/urandom | dd of="$VM/disk.img" bs=1M seek=$((i * 512)) conv=notrunc status=none
 done
-REC=$(printf '%s\n' "${record[@]}" | median)
-TOT=$(printf '%s\n' "${total[@]}" | median)
-ENTRIES=$(ts --json show python | jq .entries)
-
-wall() { echo "${1%% *}"; }
-cpu() { echo "${1##* }"; }
-printf '| store: Python stdlib + /usr/share (%s files, %.1f GiB), ext4 loop | warm: wall s | warm: CPU s | cold: wall s | cold: CPU s |\n' \
-  "$FILES" "$(echo "$BYTES / 1073741824" | bc -l)"
-echo '|---|---|---|---|---|'
-row() { printf '| %s | %s | %s | %s | %s |\n' "$1" "$(wall "$2")" "$(cpu "$2")" "$(wall "${3:-- -}")" "$(cpu "${3:-- -}")"; }
-row '`treesnap verify` (full: re-hash everything)' "$FULL" "${CFULL:-}"
-row '`treesnap verify --fast` (stat + fingerprint)' "$FAST" "${CFAST:-}"
-row '`ostree fsck` (bare repo, same trees)' "$FSCK" "${CFSCK:-}"
-ratio() { echo "$1 / $2" | bc -l | xargs printf '%.1f×'; }
-printf '| full / fast | %s | %s |' "$(ratio "$(wall "$FULL")" "$(wall "$FAST")")" "$(ratio "$(cpu "$FULL")" "$(cpu "$FAST")")"
-if [[ -n ${CFULL:-} ]]; then
-  printf ' %s | %s |\n' "$(ratio "$(wall "$CFULL")" "$(wall "$CFAST")")" "$(ratio "$(cpu "$CFULL")" "$(cpu "$CFAST")")"
-else
-  printf ' | |\n'
-fi
-printf '| ostree fsck / fast | %s | %s |' "$(ratio "$(wall "$FSCK")" "$(wall "$FAST")")" "$(ratio "$(cpu "$FSCK")" "$(cpu "$FAST")")"
-if [[ -n ${CFULL:-} ]]; then
-  printf ' %s | %s |\n' "$(ratio "$(wall "$CFSCK")" "$(wall "$CFAST")")" "$(ratio "$(cpu "$CFSCK")" "$(cpu "$CFAST")")"
-else
-  printf ' | |\n'
-fi
+for i in $(seq 1 200); do printf '{"vcpu": %d, "mem_mib": 1024, "id": "vm-%d"}\n' "$i" "$i" >"$VM/config/$i.json"; done
+VSTORE=$MNT/vmstore
+"$BIN" --store "$VSTORE" snapshot "$VM" --name vm >/dev/null
+VFILES=$("$BIN" --store "$VSTORE" --json verify --fast | jq .objects)
+VBYTES=$("$BIN" --store "$VSTORE" --json verify | jq .bytes)
+VFULL=$(timed "$ROUNDS" 0 "$BIN" --store "$VSTORE" verify)
+VFAST=$(timed "$ROUNDS" 0 "$BIN" --store "$VSTORE" verify --fast)
 echo
-printf '| hardlink restore (every file linked) of the Python stdlib (%s entries) | seconds (median of %s) |\n' "$ENTRIES" "$ROUNDS"
-echo '|---|---|'
-printf '| restore itself (tree built and renamed; record not included) | %.3f |\n' "$TOT"
-printf '| restore record (one packed blob + fingerprint ctimes, one transaction) | %.3f |\n' "$REC"
-printf '| record / restore | %.0f%% |\n' "$(echo "100 * $REC / $TOT" | bc -l)"
+printf '| store: microVM checkpoint (%s files, %.1f GiB logical), ext4 loop, warm cache | wall s | CPU s |\n' \
+  "$VFILES" "$(echo "$VBYTES / 1073741824" | bc -l)"
+echo '|---|---|---|'
+printf '| `treesnap verify` (full) | %s | %s |\n' "$(wall "$VFULL")" "$(cpu "$VFULL")"
+printf '| `treesnap verify --fast` | %s | %s |\n' "$(wall "$VFAST")" "$(cpu "$VFAST")"
+# CPU seconds of the fast run can round to 0.00: the ratio is then given by wall time only.
+if [[ $(echo "$(cpu "$VFAST") > 0" | bc) == 1 ]]; then vcpu_ratio=$(ratio "$(cpu "$VFULL")" "$(cpu "$VFAST")"); else vcpu_ratio="(fast CPU < 0.01 s)"; fi
+printf '| full / fast | %s | %s |\n' "$(ratio "$(wall "$VFULL")" "$(wall "$VFAST")")" "$vcpu_ratio"
