@@ -306,9 +306,10 @@ class Database {
   // each, as refs_added (meta/schema.cpp) would row by row.
   Result<void> add_snapshot_refs(std::int64_t snapshot, std::size_t count,
                                  const std::function<ObjectRecord(std::size_t)>& row);
-  // Deletes a snapshot's refs the same way: refcounts, orphaning and the unique figures of the
-  // snapshots left holding an object alone, as refs_removed would row by row.
-  Result<void> remove_snapshot_refs(std::int64_t snapshot);
+  // Deletes snapshots' rows and refs the same way, all of them as one set: refcounts, orphaning,
+  // the usage row's orphan totals and the unique figures of the snapshots left holding an object
+  // alone, as refs_removed would row by row.
+  Result<void> remove_snapshots(const std::vector<std::int64_t>& snapshots);
   // Fingerprint of a freshly published object; takes it out of quarantine.
   Result<void> put_published(const std::string& digest, const std::string& name, const FileStamp& stamp);
   Result<std::vector<CollectCandidate>> orphans_query(std::int64_t self, std::size_t limit);
