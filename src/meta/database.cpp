@@ -75,6 +75,8 @@ Database::Database(sqlite3* db) : m_db(db), m_cache(std::make_unique<StatementCa
 
 Result<void> Database::begin_read() { return exec("BEGIN"); }
 Result<void> Database::end_read() { return exec("COMMIT"); }
+Result<void> Database::begin_write() { return exec("BEGIN IMMEDIATE"); }
+Result<void> Database::end_write() { return exec("COMMIT"); }
 
 Result<Database> Database::open(const std::string& path, bool create) {
   sqlite3* raw = nullptr;

@@ -164,6 +164,12 @@ class Database {
   // one per statement (which costs two fcntl calls and an fstat each).
   Result<void> begin_read();
   Result<void> end_read();
+  // A write transaction that the calls made before end_write() join instead of committing each
+  // (they become savepoints, so one that fails still rolls back alone). For bulk writers such as
+  // bench/gen_store.cpp: each commit writes every B-tree page it dirtied, and snapshots at random
+  // digests dirty most of them, so one commit for many snapshots writes far less.
+  Result<void> begin_write();
+  Result<void> end_write();
 
   // True when the object is recorded and live (referenced by a snapshot).
   Result<bool> has_object(const std::string& digest);
@@ -323,8 +329,19 @@ class Database {
 
 // Busy moments are retried by SQLite's busy handler (60 s, with backoff) on BEGIN IMMEDIATE, so a
 // write transaction waits for another process's instead of failing.
+// Inside begin_write() … end_write() the body runs in a savepoint of that transaction.
 template <typename Body>
 auto Database::in_transaction(Body body) -> decltype(body()) {
+  if (!sqlite3_get_autocommit(m_db)) {
+    TRY_VOID(exec("SAVEPOINT nested"));
+    auto result = body();
+    if (!result) {
+      (void)exec("ROLLBACK TO nested; RELEASE nested");
+      return result;
+    }
+    TRY_VOID(exec("RELEASE nested"));
+    return result;
+  }
   TRY_VOID(exec("BEGIN IMMEDIATE"));
   auto result = body();
   if (!result) {
