@@ -31,10 +31,11 @@ namespace {
 // round's unlinks (~0.2 s per 20k objects here) instead of a 1,000-object round's.
 constexpr std::size_t k_batch = 100'000;
 
-// Threads unlinking a round's files. 100k bare unlinkat calls of object-like files on the 2-core
-// bench VM's journaled ext4 loop mount (bench/gc_scale.sh's floor rows; load average ~6 from
-// other work) took 1.78 s on 1 thread, 1.64 s on 2 and 1.95 s on 4 (medians of 3): unlinks in one
-// journal serialise on it, so a second thread only overlaps the system calls' own work.
+// Threads unlinking a round's files. Unlinks in one ext4 journal serialise on it: 100k bare
+// unlinkat calls (bench/gc_scale.sh's floor rows) gain little or nothing from a second thread on
+// the 2-core bench VM, and lose with 4. gc's removals also stat, walk paths and look up variants,
+// which do overlap: its unlink phase for 100k orphans took 1.75 s on 1 thread and 1.51 s on 2
+// (medians of 3, interleaved, 400k-object store).
 constexpr unsigned k_unlink_threads = 2;
 
 // Blocks an inode gives back when its last name goes; 0 while other names (a restored tree's
