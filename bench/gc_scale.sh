@@ -6,11 +6,12 @@
 #   - `treesnap du`;
 #   - `treesnap gc --max-size`: evict least recently used snapshots until the store is
 #     EVICT_PERCENT% smaller (each round evicts other snapshots of the same kind);
+#   - the floor: BIG_ENTRIES bare unlinkat calls of files like the objects, on 1 and 2 threads;
 #   - beside `ostree prune --refs-only` after `ostree refs --delete` of a commit of the same
 #     BIG_ENTRIES files, in a bare repository holding OSTREE_COMMITS window commits too.
 # Prints a markdown table of medians (and min-max) over ROUNDS runs.
 #
-#   sudo bash bench/gc_scale.sh                         # 1M objects, 1000 snapshots, ~20 min
+#   sudo bash bench/gc_scale.sh                         # 1M objects, 1000 snapshots, ~15 min
 #   OBJECTS=100000 SNAPSHOTS=100 ENTRIES=2000 BIG_ENTRIES=10000 OSTREE_COMMITS=10 bash bench/gc_scale.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
