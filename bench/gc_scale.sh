@@ -6,11 +6,12 @@
 #   - `treesnap du`;
 #   - `treesnap gc --max-size`: evict least recently used snapshots until the store is
 #     EVICT_PERCENT% smaller (each round evicts other snapshots of the same kind);
+#   - the floor: BIG_ENTRIES bare unlinkat calls of files like the objects, on 1 and 2 threads;
 #   - beside `ostree prune --refs-only` after `ostree refs --delete` of a commit of the same
 #     BIG_ENTRIES files, in a bare repository holding OSTREE_COMMITS window commits too.
 # Prints a markdown table of medians (and min-max) over ROUNDS runs.
 #
-#   sudo bash bench/gc_scale.sh                         # 1M objects, 1000 snapshots, ~20 min
+#   sudo bash bench/gc_scale.sh                         # 1M objects, 1000 snapshots, ~15 min
 #   OBJECTS=100000 SNAPSHOTS=100 ENTRIES=2000 BIG_ENTRIES=10000 OSTREE_COMMITS=10 bash bench/gc_scale.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -72,6 +73,13 @@ for r in $(seq 1 "$ROUNDS"); do
   bytes=$(ts --json du | jq .store_bytes)
   record evict "$(seconds ts gc --max-size $((bytes * (100 - EVICT_PERCENT) / 100)))"
 done
+# The floor: BIG_ENTRIES bare unlinkat calls of files like the objects, on the same mount.
+for r in $(seq 1 "$ROUNDS"); do
+  for threads in 1 2; do
+    record "floor$threads" "$("$GEN" --unlink-floor "$TMP/mnt/floor" "$BIG_ENTRIES" "$threads")"
+    rm -rf "$TMP/mnt/floor"
+  done
+done
 ts --json gc --max-size 1 --dry-run | jq '.evicted | length' >"$TMP/evictable"
 
 if ((OSTREE_COMMITS > 0)) && command -v ostree >/dev/null; then
@@ -118,12 +126,17 @@ print("| operation | target | median (min–max) |")
 print("|---|---|---|")
 for k, label, target in [("rm", f"`treesnap rm` of a {int(big):,}-object snapshot", "—"),
                          ("gc", f"`treesnap gc` after it ({int(big):,} orphans)", "< 1 s"),
+                         ("floor1", f"floor: {int(big):,} bare `unlinkat` of such files, 1 thread", "—"),
+                         ("floor2", f"floor: the same, 2 threads (whole shards each)", "—"),
                          ("du", "`treesnap du`", "< 100 ms"),
                          ("evict", f"`treesnap gc --max-size` (store {evict}% smaller)", "< 5 s"),
                          ("ostree_prune", f"`ostree prune --refs-only` after deleting a {int(big):,}-file ref ({ocommits} other commits)", "—")]:
     print(f"| {label} | {target} | {cell(k)[0]} |")
 g, o = cell("gc")[1], cell("ostree_prune")[1]
 r = cell("rm")[1]
+f1, f2 = cell("floor1")[1], cell("floor2")[1]
+if g and f1 and f2:
+    print(f"\ngc / floor: {g / f1:.1f}x the 1-thread floor, {g / f2:.1f}x the 2-thread floor")
 if g and o:
     print(f"\nostree prune / treesnap (rm + gc): {o / (g + r):.1f}x")
 PY

@@ -164,6 +164,12 @@ class Database {
   // one per statement (which costs two fcntl calls and an fstat each).
   Result<void> begin_read();
   Result<void> end_read();
+  // A write transaction that the calls made before end_write() join instead of committing each
+  // (they become savepoints, so one that fails still rolls back alone). For bulk writers such as
+  // bench/gen_store.cpp: each commit writes every B-tree page it dirtied, and snapshots at random
+  // digests dirty most of them, so one commit for many snapshots writes far less.
+  Result<void> begin_write();
+  Result<void> end_write();
 
   // True when the object is recorded and live (referenced by a snapshot).
   Result<bool> has_object(const std::string& digest);
@@ -316,9 +322,10 @@ class Database {
   // each, as refs_added (meta/schema.cpp) would row by row.
   Result<void> add_snapshot_refs(std::int64_t snapshot, std::size_t count,
                                  const std::function<ObjectRecord(std::size_t)>& row);
-  // Deletes a snapshot's refs the same way: refcounts, orphaning and the unique figures of the
-  // snapshots left holding an object alone, as refs_removed would row by row.
-  Result<void> remove_snapshot_refs(std::int64_t snapshot);
+  // Deletes snapshots' rows and refs the same way, all of them as one set: refcounts, orphaning,
+  // the usage row's orphan totals and the unique figures of the snapshots left holding an object
+  // alone, as refs_removed would row by row.
+  Result<void> remove_snapshots(const std::vector<std::int64_t>& snapshots);
   // Fingerprint of a freshly published object; takes it out of quarantine.
   Result<void> put_published(const std::string& digest, const std::string& name, const FileStamp& stamp);
   Result<std::vector<CollectCandidate>> orphans_query(std::int64_t self, std::size_t limit);
@@ -332,8 +339,19 @@ class Database {
 
 // Busy moments are retried by SQLite's busy handler (60 s, with backoff) on BEGIN IMMEDIATE, so a
 // write transaction waits for another process's instead of failing.
+// Inside begin_write() … end_write() the body runs in a savepoint of that transaction.
 template <typename Body>
 auto Database::in_transaction(Body body) -> decltype(body()) {
+  if (!sqlite3_get_autocommit(m_db)) {
+    TRY_VOID(exec("SAVEPOINT nested"));
+    auto result = body();
+    if (!result) {
+      (void)exec("ROLLBACK TO nested; RELEASE nested");
+      return result;
+    }
+    TRY_VOID(exec("RELEASE nested"));
+    return result;
+  }
   TRY_VOID(exec("BEGIN IMMEDIATE"));
   auto result = body();
   if (!result) {

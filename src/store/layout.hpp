@@ -48,6 +48,10 @@ void object_leaf(std::string_view digest, char* out) noexcept;
 std::string variant_name(std::string_view digest, const Entry& entry, bool with_mtime, unsigned generation);
 // The 256 shard directory names "00" … "ff".
 std::vector<std::string> shard_names();
+// The index in shard_names() of the digest's shard (its first byte; 0 for an empty digest).
+inline std::size_t shard_of(std::string_view digest) noexcept {
+  return digest.empty() ? 0 : static_cast<unsigned char>(digest[0]);
+}
 // A named staging file in tmp/ (O_TMPFILE leaves none): "<purpose>-<pid>-<random>", so that gc
 // can tell a live writer's file from a crash's leftover. `purpose` is "stage" or "replace".
 std::string staging_name(std::string_view purpose, long pid, std::string_view random);

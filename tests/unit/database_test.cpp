@@ -132,6 +132,24 @@ TEST_F(DatabaseTest, DuplicateNameFailsWithExistsUnlessReplaced) {
   EXPECT_TRUE(*db().has_object(digest("\x0b")));
 }
 
+// Inside begin_write() … end_write() each commit is a savepoint: a refused one rolls back alone,
+// the others become visible together at end_write (bench/gen_store.cpp commits so).
+TEST_F(DatabaseTest, CommitsInsideAWriteTransactionAreSavepoints) {
+  auto other = Database::open(m_path, false);
+  ASSERT_TRUE(ok(other));
+  ASSERT_TRUE(ok(db().begin_write()));
+  ASSERT_TRUE(ok(db().commit_snapshot(record("n", "1", digest("\x01")), {{digest("\x0a"), 1}}, {}, false)));
+  auto duplicate = db().commit_snapshot(record("n", "1", digest("\x02")), {{digest("\x0b"), 2}}, {}, false);
+  EXPECT_TRUE(fails_with(duplicate, ErrorCode::exists));
+  ASSERT_TRUE(ok(db().commit_snapshot(record("n", "2", digest("\x03")), {{digest("\x0c"), 3}}, {}, false)));
+  EXPECT_TRUE(other->list_snapshots()->empty()) << "nothing is visible before end_write";
+  ASSERT_TRUE(ok(db().end_write()));
+  EXPECT_EQ(other->list_snapshots()->size(), 2u);
+  EXPECT_EQ((*other->find_snapshot("n", "1"))->manifest, digest("\x01"));
+  EXPECT_FALSE(*other->has_object(digest("\x0b"))) << "the refused commit must roll back entirely";
+  EXPECT_TRUE(*other->has_object(digest("\x0c")));
+}
+
 TEST_F(DatabaseTest, ObjectsAreRecordedOnceWithTheirSize) {
   ASSERT_TRUE(ok(db().commit_snapshot(record("a", "1", digest("\x01")), {{digest("\x20"), 5}, {digest("\x10"), 7}}, {}, false)));
   ASSERT_TRUE(ok(db().commit_snapshot(record("a", "2", digest("\x02")), {{digest("\x10"), 7}}, {}, false)));

@@ -140,7 +140,7 @@ TEST_F(GcTest, RefcountsFollowSnapshotReplaceAndRemove) {
 }
 
 // A snapshot's refs are added and removed in bulk (meta/database.cpp, add_snapshot_refs and
-// remove_snapshot_refs) rather than through the refs triggers: the figures must still equal a
+// remove_snapshots) rather than through the refs triggers: the figures must still equal a
 // recount, after commits, replacements, rm and eviction.
 TEST_F(GcTest, BulkRefChangesKeepTheFiguresARecountGives) {
   std::map<std::string, std::string> pool;
