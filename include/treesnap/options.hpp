@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "treesnap/transfer.hpp"
+
 namespace treesnap {
 
 enum class DigestAlgorithm {
@@ -101,7 +103,12 @@ struct StatusOptions {
 
 // Store::repair: bring a restored tree back to its snapshot.
 struct RepairOptions {
-  std::vector<std::string> from;  // other stores to take intact bytes from (their objects/)
+  // Other sources of intact bytes, tried in this order after the local ones: a store's directory
+  // (its objects/), or "oci://HOST[:PORT]/REPO[:TAG|@DIGEST]". A reference is pulled only when
+  // content is still lost after every local source, into a scratch store under the store's tmp/
+  // that is removed afterwards: the whole snapshot is downloaded, as into an empty store.
+  std::vector<std::string> from;
+  RegistryAccess access;          // how to reach the registries of oci:// sources
   bool dry_run = false;           // report what would be done, change nothing
   bool prune = false;             // also remove files and directories the snapshot does not have
 };

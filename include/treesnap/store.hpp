@@ -341,7 +341,10 @@ class Store {
   // other names is rewritten in place so every name heals at once; a file only this tree has is
   // replaced atomically. Intact bytes come from the store, the snapshot's source tree, trees
   // restored by copy or reflink, variants, and options.from, each hashed before use. Content
-  // found nowhere is listed in `lost`. A second run changes nothing.
+  // found nowhere is listed in `lost`. A second run changes nothing. An oci:// source is pulled
+  // only when content is lost after the local sources, then the repair runs again with it; a
+  // failed pull is returned as its error (what the first run fixed stays fixed), and the scratch
+  // store it went into is removed either way.
   Result<RepairReport> repair(const std::filesystem::path& target, const RepairOptions& options) const;
 
   // Pushes snapshot `name` to `reference` ("oci://HOST[:PORT]/REPO:TAG"): objects of at least

@@ -167,7 +167,7 @@ int main(int argc, char** argv) {
                "system with throwaway files, record the result in the store (restores use it) and print it");
   probe->add_option("DIR", probe_dir, "a writable directory on the target file system (default: .)");
 
-  // Registry access shared by push, pull and restore oci://…
+  // Registry access shared by push, pull, restore oci://… and repair --from oci://…
   RegistryAccess access;
   bool plain_http = false;
   auto add_access = [&](CLI::App* cmd, bool downloads) {
@@ -245,11 +245,16 @@ int main(int argc, char** argv) {
       "repair", "bring the restored tree at DIR back to its snapshot: a damaged inode with other names is\n"
                 "rewritten in place (every name heals, link counts stay), a file only DIR has is replaced\n"
                 "atomically; intact bytes come from the store, the snapshot's source, trees restored by copy\n"
-                "or reflink, or --from stores, each hashed first. Exit 1 when content is lost");
+                "or reflink, --from stores, then --from registries (pulled only when content is still lost),\n"
+                "each hashed first. Exit 1 when content is lost");
   repair->add_option("DIR", tree_dir, "a restored tree")->required();
-  repair->add_option("--from", repair_options.from, "another store to take intact objects from (repeatable)");
+  repair->add_option("--from", repair_options.from,
+                     "another store to take intact objects from, or oci://HOST[:PORT]/REPO[:TAG|@DIGEST] (repeatable);\n"
+                     "stores are tried first, in order; a registry only when content is still lost: the whole\n"
+                     "snapshot is then pulled into a scratch store in the store's tmp/, used, and removed");
   repair->add_flag("--dry-run", repair_options.dry_run, "report what would be done; change nothing");
   repair->add_flag("--prune", repair_options.prune, "also remove files and directories the snapshot does not have");
+  add_access(repair, true);
 
   std::string pin_name;
   auto* pin = app.add_subcommand("pin", "protect snapshot NAME from eviction by gc");
@@ -513,6 +518,7 @@ int main(int argc, char** argv) {
     return result->clean() ? k_exit_ok : k_exit_failure;
   }
   if (repair->parsed()) {
+    repair_options.access = access;
     auto result = store->repair(tree_dir, repair_options);
     if (!result) return report(result.error());
     if (g.json) print_json(cli::to_json(*result));

@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
+#include <random>
 #include <set>
 #include <thread>
 
@@ -32,6 +33,7 @@
 #include "store/object_store.hpp"
 #include "transfer/pull.hpp"
 #include "transfer/push.hpp"
+#include "util/posix.hpp"
 #include "util/thread_pool.hpp"
 #include "util/trace.hpp"
 #include "verify/repairer.hpp"
@@ -39,6 +41,28 @@
 #include "verify/verifier.hpp"
 
 namespace treesnap {
+
+namespace {
+
+// A store that exists for one call, in the store's tmp/ under a staging name that carries our pid:
+// gc leaves it alone while we run and removes it if we die. Removed when this goes out of scope.
+struct ScratchStore {
+  int parent_fd = -1;
+  std::string name;
+  std::filesystem::path path;
+  std::string reference;  // the oci:// reference pulled into it
+  std::optional<Store> store;
+
+  ScratchStore() = default;
+  ScratchStore(const ScratchStore&) = delete;
+  ScratchStore& operator=(const ScratchStore&) = delete;
+  ~ScratchStore() {
+    store.reset();  // closes its database and directories first
+    if (!name.empty()) (void)remove_tree(parent_fd, name);
+  }
+};
+
+}  // namespace
 
 // The library's background collector (Store::start_auto_gc).
 struct AutoGcThread {
@@ -143,6 +167,38 @@ struct Store::Impl {
                                         "treesnap repair on a tree restored from it, or snapshot an intact copy again",
                                         record.name, record.tag, damaged.size(), damaged.front(),
                                         damaged.size() > 1 ? ", …" : "", list)));
+  }
+
+  // Pulls `ref` into a new scratch store beside this one's staging files, with this store's
+  // registry settings and digest algorithm, so that its objects/ has the names repair looks up.
+  // Nothing is synced: the scratch store is read once and removed.
+  Result<void> pull_scratch(const std::string& reference, const RegistryAccess& access, ScratchStore& scratch) const {
+    TRY(auto ref, remote::parse_reference(reference));
+    scratch.parent_fd = objects.staging_fd();
+    scratch.name = layout::staging_name("repair", ::getpid(), fmt::format("{:08x}", std::random_device{}()));
+    scratch.path = path / layout::k_staging / scratch.name;
+    scratch.reference = reference;
+    StoreOptions side_options;
+    side_options.digest = objects.algorithm();
+    side_options.sync = SyncPolicy::none;
+    side_options.threads = threads;
+    TRY(auto side, Store::open(scratch.path, side_options));
+    scratch.store.emplace(std::move(side));
+    TRY(auto client, registry(ref, access));
+    auto& impl = *scratch.store->m_impl;
+    TRY(auto db, impl.db());
+    TRY(auto lease, Lease::acquire(impl.db_path, "pull"));
+    PullOptions pull_options;
+    pull_options.access = access;
+    auto pulled = transfer::pull_snapshot(impl.objects, db, *lease, client,
+                                          ref.reference().empty() ? "latest" : ref.reference(), "repair", "source",
+                                          pull_options);
+    if (!pulled) {
+      Error e = pulled.error();
+      e.context = fmt::format("pull {} for repair: {}", reference, e.context);
+      return std::unexpected(std::move(e));
+    }
+    return {};
   }
 
   SnapshotSummary summarize(const SnapshotRecord& r) const {
@@ -358,10 +414,43 @@ Result<TreeStatus> Store::status(const std::filesystem::path& target, const Stat
 }
 
 Result<RepairReport> Store::repair(const std::filesystem::path& target, const RepairOptions& options) const {
+  // Local sources first; registries last, as each costs a download.
+  const std::int64_t start = now_ns();
+  RepairOptions local = options;
+  local.from.clear();
+  std::vector<std::string> remotes;
+  for (const auto& from : options.from) {
+    if (!from.starts_with("oci://")) {
+      local.from.push_back(from);
+      continue;
+    }
+    TRY_VOID(remote::parse_reference(from));  // a malformed reference fails before anything changes
+    remotes.push_back(from);
+  }
   TRY(auto db, m_impl->db());
   // Like a restore, repair reads objects: a lease keeps gc from removing them meanwhile.
   TRY(auto lease, Lease::acquire(m_impl->db_path, "repair"));
-  return repair_tree(m_impl->objects, db, target, options, m_impl->threads);
+  TRY(auto report, repair_tree(m_impl->objects, db, target, local, m_impl->threads));
+  // Content still lost: pull the next registry and run again. Repair is idempotent, so the second
+  // run redoes nothing the first did and only heals what the pulled objects provide; its report
+  // is appended to the first's (a dry run changed nothing, so its second report says it all).
+  std::vector<std::unique_ptr<ScratchStore>> scratches;
+  std::vector<RepairAction> done;
+  for (const auto& reference : remotes) {
+    if (report.complete()) break;
+    scratches.push_back(std::make_unique<ScratchStore>());
+    TRY_VOID(m_impl->pull_scratch(reference, options.access, *scratches.back()));
+    local.from.push_back(scratches.back()->path.string());
+    if (!options.dry_run) done.insert(done.end(), report.actions.begin(), report.actions.end());
+    TRY(report, repair_tree(m_impl->objects, db, target, local, m_impl->threads));
+    // The scratch store is gone when the report is read: name the registry instead.
+    for (auto& action : report.actions)
+      for (const auto& scratch : scratches)
+        if (action.source.starts_with(scratch->path.string() + "/")) action.source = scratch->reference;
+  }
+  report.actions.insert(report.actions.begin(), done.begin(), done.end());
+  if (!scratches.empty()) report.seconds = static_cast<double>(now_ns() - start) / 1e9;  // pulls included
+  return report;
 }
 
 const char* to_string(ChangeKind kind) noexcept {

@@ -150,6 +150,10 @@ class Repairer {
   }
 
   void lost(const Entry& e) {
+    // Its recorded stamp stays the one of intact bytes: restamped, the damaged file would look
+    // unchanged to the next stat-only status, and a later repair (with another --from) would
+    // find nothing to do.
+    m_touched.erase(e.path);
     const std::string text = digest_text(m_store.algorithm(), e.digest.view());
     for (auto& l : m_report.lost) {
       if (l.digest != text) continue;

@@ -2,8 +2,9 @@
 # push, pull and restore oci://… through the binary against Debian's docker-registry on loopback:
 # --json summaries, trees compared with diff -r and bsdtar mtree listings, an incremental push
 # that sends one file, xxh3-128 stores both ways across algorithms, --mount-from and mirrors
-# counted in the registries' access logs, and a hostile reference refused with the documented
-# error line.
+# counted in the registries' access logs, repair --from oci://… healing content lost everywhere
+# locally (and failing cleanly when the registry lacks it too), and a hostile reference refused
+# with the documented error line.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -217,6 +218,97 @@ assert_eq "$primary" 3 "blob GETs at the primary (config, new index, new pack)"
 assert_eq "$mirror_404" 3 "the mirror's 404s for what it lacks"
 assert_eq "$mirror_ok" 4 "blob GETs served by the mirror (the old index and pack, 2 large files)"
 diff -r "$SRC" "$WORK/out-m2" || fail "restored tree differs (mirror and primary mixed)"
+
+step "repair --from oci://…: the setup, a store of its own, pushed"
+# A store of its own, so that the damage below touches nothing the other steps use.
+HSTORE=$WORK/heal-store
+hs() { "$TREESNAP_BIN" --store "$HSTORE" "$@"; }
+HREF=${REF%/team/envs}/team/heal  # the primary registry ($PORT is the mirror's now)
+HSRC=$WORK/heal-src
+HLIB=lib/libpython.so
+mkdir -p "$HSRC/lib" "$HSRC/other"
+random_file "$HSRC/$HLIB" 300K
+ln "$HSRC/$HLIB" "$HSRC/lib/libpython.so.1"
+echo 'config' >"$HSRC/site.cfg"
+chmod 0444 "$HSRC/$HLIB" "$HSRC/site.cfg"
+echo 'unrelated' >"$HSRC/other/readme"
+HGOOD=$(sha256sum <"$HSRC/$HLIB")
+HDIGEST=sha256:${HGOOD%% *}
+hs -q snapshot "$HSRC" --name heal:v1
+expect_status 0 hs push heal:v1 "$HREF:v1"
+# A snapshot on the registry without libpython.so's content, for the case the remote lacks it too.
+mkdir -p "$WORK/heal-other"
+echo 'something else' >"$WORK/heal-other/f"
+hs -q snapshot "$WORK/heal-other" --name heal:other
+expect_status 0 hs push heal:other "$HREF:other"
+hs -q restore heal:v1 "$WORK/healA" --strategy hardlink
+hs -q restore heal:v1 "$WORK/healB" --strategy hardlink
+hs -q restore heal:v1 "$WORK/healC" --strategy copy
+# An unrelated local store, to mix --from STORE with --from oci://…: it lacks the content.
+"$TREESNAP_BIN" --store "$WORK/heal-side" -q snapshot "$WORK/heal-other" --name side
+
+heal_names() { echo "$WORK/healA/$HLIB" "$WORK/healA/lib/libpython.so.1" "$WORK/healB/$HLIB" "$WORK/healB/lib/libpython.so.1"; }
+heal_links() { for f in $(heal_names); do echo "$(inode_of "$f"):$(links_of "$f")"; done; }
+HBEFORE=$(heal_links)
+no_scratch_left() { # WHAT
+  [[ -z "$(find "$HSTORE/tmp" -mindepth 1 -maxdepth 1 -name 'repair-*' -print -quit)" ]] ||
+    fail "$1: a scratch store is left in tmp/: $(ls "$HSTORE/tmp")"
+}
+destroy_locally() {
+  # The store's object is the restored inode (hardlink restore): one flipped byte damages every
+  # hardlinked name. The copy and the snapshot's source go too.
+  local obj="$HSTORE/objects/${HGOOD:0:2}/${HGOOD%% *}"
+  [[ -f "$obj" ]] || fail "no object $obj"
+  flip_byte "$obj" 100
+  chmod u+w "$WORK/healC/$HLIB" && echo changed >"$WORK/healC/$HLIB"
+  rm -rf "$HSRC"
+}
+
+step "repair without the registry: the content is lost everywhere locally"
+destroy_locally
+expect_status 1 hs --json repair "$WORK/healA" --from "$WORK/heal-side"
+jq_assert "$OUT" "(.lost | length) == 1 and .lost[0].digest == \"$HDIGEST\" and (.complete | not)" "lost report"
+
+step "repair --from a registry that lacks the content too: lost, named, exit 1, nothing left behind"
+mark=$(wc -l <"$WORK/registry.log")
+expect_status 1 hs repair "$WORK/healA" --from "$HREF:other" --from "$WORK/heal-side"
+grep -q "LOST: $HDIGEST: no intact copy anywhere" "$OUT" || fail "the lost content is not named: $(cat "$OUT")"
+grep -q "needed here by $HLIB" "$OUT" || fail "the path that needs it is not named: $(cat "$OUT")"
+[[ $(log_since "$WORK/registry.log" "$mark" | count_lines 'team/heal/manifests/other') -ge 1 ]] ||
+  fail "the registry was not asked"
+no_scratch_left "after a pull that did not help"
+assert_eq "$(cat "$WORK/healA/other/readme")" unrelated "an undamaged file"
+
+step "repair --from a missing tag: the pull's error, exit 1, nothing left behind"
+expect_status 1 hs repair "$WORK/healA" --from "$HREF:nope"
+assert_error_line
+grep -q "not_found" "$ERR" || fail "a missing tag should be not_found: $(cat "$ERR")"
+grep -q "$HREF:nope" "$ERR" || fail "the error names the reference: $(cat "$ERR")"
+no_scratch_left "after a failed pull"
+
+step "repair --from oci://… heals every name in place: same inodes and link counts, verify clean"
+expect_status 0 hs --json repair "$WORK/healA" --from "$HREF:other" --from "$WORK/heal-side" --from "$HREF:v1"
+jq_assert "$OUT" ".complete and (.lost | length) == 0" "repair is complete"
+jq_assert "$OUT" "any(.actions[]; .action == \"rewrote in place\" and .source == \"$HREF:v1\")" \
+  "the content was rewritten in place from the registry"
+for f in $(heal_names); do assert_eq "$(sha256sum <"$f")" "$HGOOD" "content of $f"; done
+assert_eq "$(heal_links)" "$HBEFORE" "inodes and link counts"
+no_scratch_left "after a healing pull"
+# The copy is a tree of its own: healed from the store, now intact again.
+expect_status 0 hs repair "$WORK/healC"
+assert_eq "$(sha256sum <"$WORK/healC/$HLIB")" "$HGOOD" "content of the copy"
+expect_status 0 hs verify
+expect_status 0 hs status "$WORK/healA" --verify
+expect_status 0 hs status "$WORK/healB" --verify
+
+step "a second repair --from oci://… changes nothing and asks no registry"
+mark=$(wc -l <"$WORK/registry.log")
+expect_status 0 hs --json repair "$WORK/healA" --from "$HREF:v1"
+jq_assert "$OUT" '.actions | length == 0' "a second repair does nothing"
+assert_eq "$(log_since "$WORK/registry.log" "$mark" | count_lines 'team/heal')" 0 "registry requests"
+assert_eq "$(heal_links)" "$HBEFORE" "inodes and link counts after the second repair"
+expect_status 0 hs repair --help
+grep -q "oci://" "$OUT" || fail "repair --help names the oci:// form of --from"
 
 step "errors: no tag to push to, a missing tag, plain --help"
 expect_status 1 ts push env:v1 "$REF"
