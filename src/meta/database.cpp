@@ -91,9 +91,9 @@ Result<Database> Database::open(const std::string& path, bool create) {
   sqlite3_busy_timeout(raw, k_busy_timeout_ms);
   // WAL: concurrent readers and one writer across processes. synchronous=FULL: a snapshot that
   // reported success survives power loss.
-  // cache_size 64 MiB (an upper bound, allocated as used): a snapshot's commit touches the objects,
-  // refs and refs_by_digest B-trees at random digests, and the refcount triggers touch them again;
-  // with the default 2 MiB cache that commit ran 1.8x slower at 200k objects.
+  // cache_size 64 MiB (an upper bound, allocated as used): a snapshot's commit touches the objects
+  // B-tree at random digests, and the refcount updates touch it again; with the default 2 MiB
+  // cache that commit ran 1.8x slower at 200k objects (measured when refs_by_digest existed).
   TRY_VOID(db.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA cache_size=-65536;"));
   if (create) TRY_VOID(create_schema(raw));
   TRY(auto version, db.get_info("schema_version"));
@@ -270,15 +270,15 @@ Result<void> Database::add_snapshot_refs(std::int64_t snapshot, std::size_t coun
                              "WHERE r.snapshot = ? AND o.refcount < 0 LIMIT 1");
   TRY(auto found, collecting.bind(1, snapshot).step());
   if (found) return std::unexpected(make_error(ErrorCode::exists, "database: object is being garbage-collected"));
-  // An object only one other snapshot referenced is no longer unique to it...
+  // An object only one other snapshot referenced (its ref_sum names it) is no longer unique to it...
   Statement shared(m_db, "UPDATE snapshots SET unique_objects = unique_objects - x.n, unique_bytes = unique_bytes - x.b "
-                         "FROM (SELECT other.snapshot AS id, count(*) AS n, sum(o.disk_bytes) AS b FROM refs r "
+                         "FROM (SELECT o.ref_sum AS id, count(*) AS n, sum(o.disk_bytes) AS b FROM refs r "
                          "JOIN objects o ON o.digest = r.digest AND o.refcount = 1 "
-                         "JOIN refs other ON other.digest = r.digest AND other.snapshot != r.snapshot "
-                         "WHERE r.snapshot = ?1 GROUP BY other.snapshot) AS x WHERE snapshots.id = x.id");
+                         "WHERE r.snapshot = ?1 GROUP BY o.ref_sum) AS x WHERE snapshots.id = x.id");
   TRY_VOID(shared.bind(1, snapshot).run());
   // ...every referenced object gains one reference...
-  Statement counts(m_db, "UPDATE objects SET refcount = refcount + 1 WHERE digest IN (SELECT digest FROM refs WHERE snapshot = ?)");
+  Statement counts(m_db, "UPDATE objects SET refcount = refcount + 1, ref_sum = ref_sum + ?1 "
+                         "WHERE digest IN (SELECT digest FROM refs WHERE snapshot = ?1)");
   TRY_VOID(counts.bind(1, snapshot).run());
   // ...and the new snapshot's unique figures are those now referenced once.
   Statement unique(m_db, "UPDATE snapshots SET (unique_objects, unique_bytes) = (SELECT count(*), coalesce(sum(o.disk_bytes), 0) "
@@ -296,20 +296,21 @@ Result<void> Database::add_snapshot_refs(std::int64_t snapshot, std::size_t coun
 // itself SQLite scanned all of objects and refs for a 100k-ref rm, 0.5 s more on a 400k store.
 Result<void> Database::remove_snapshots(const std::vector<std::int64_t>& snapshots) {
   TRY_VOID(exec("CREATE TEMP TABLE IF NOT EXISTS gone_snapshots(id INTEGER PRIMARY KEY);"
-                "CREATE TEMP TABLE IF NOT EXISTS gone_refs(digest BLOB PRIMARY KEY, k INTEGER NOT NULL) WITHOUT ROWID;"
+                "CREATE TEMP TABLE IF NOT EXISTS gone_refs(digest BLOB PRIMARY KEY, k INTEGER NOT NULL, "
+                "ids INTEGER NOT NULL) WITHOUT ROWID;"
                 "DELETE FROM gone_snapshots; DELETE FROM gone_refs;"));
   Statement gone(m_db, "INSERT OR IGNORE INTO gone_snapshots(id) VALUES(?)");
   for (const auto id : snapshots) TRY_VOID(gone.bind(1, id).run());
-  Statement dropped(m_db, "INSERT INTO gone_refs(digest, k) SELECT digest, count(*) FROM refs "
+  Statement dropped(m_db, "INSERT INTO gone_refs(digest, k, ids) SELECT digest, count(*), sum(snapshot) FROM refs "
                           "WHERE snapshot IN (SELECT id FROM gone_snapshots) GROUP BY digest");
   TRY_VOID(dropped.run());
-  // An object left with one reference becomes unique to the snapshot holding it...
+  // An object left with one reference becomes unique to the snapshot holding it, whose id is
+  // what remains of ref_sum once the victims' ids are taken out...
   Statement alone(m_db, "UPDATE snapshots SET unique_objects = unique_objects + x.n, unique_bytes = unique_bytes + x.b "
-                        "FROM (SELECT other.snapshot AS id, count(*) AS n, sum(o.disk_bytes) AS b "
-                        "FROM gone_refs g CROSS JOIN objects o CROSS JOIN refs other "
-                        "WHERE o.digest = g.digest AND o.refcount = g.k + 1 AND other.digest = g.digest "
-                        "AND other.snapshot NOT IN (SELECT id FROM gone_snapshots) "
-                        "GROUP BY other.snapshot) AS x WHERE snapshots.id = x.id");
+                        "FROM (SELECT o.ref_sum - g.ids AS id, count(*) AS n, sum(o.disk_bytes) AS b "
+                        "FROM gone_refs g CROSS JOIN objects o "
+                        "WHERE o.digest = g.digest AND o.refcount = g.k + 1 "
+                        "GROUP BY o.ref_sum - g.ids) AS x WHERE snapshots.id = x.id");
   TRY_VOID(alone.run());
   // ...every object loses the dropped references, and one that reaches 0 is orphaned now. The
   // objects_orphaned trigger would update the usage row once per new orphan (100k times for a
@@ -317,6 +318,7 @@ Result<void> Database::remove_snapshots(const std::vector<std::int64_t>& snapsho
   {
     TriggersOff off(m_db);
     Statement counts(m_db, "UPDATE objects SET refcount = refcount - (SELECT k FROM gone_refs g WHERE g.digest = objects.digest), "
+                           "ref_sum = ref_sum - (SELECT ids FROM gone_refs g WHERE g.digest = objects.digest), "
                            "orphaned_seq = CASE WHEN refcount = (SELECT k FROM gone_refs g WHERE g.digest = objects.digest) "
                            "THEN (SELECT seq FROM usage WHERE id = 0) ELSE orphaned_seq END "
                            "WHERE digest IN (SELECT digest FROM gone_refs)");

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -19,7 +20,7 @@
 
 namespace treesnap {
 
-inline constexpr int k_schema_version = 5;
+inline constexpr int k_schema_version = 6;
 
 struct SnapshotRecord {
   std::int64_t row_id = 0;
@@ -285,8 +286,10 @@ class Database {
   // The file is back at its origin with intact content: drops the row, clears the object's mark
   // and records `fingerprint`.
   Result<void> release_quarantine(const std::string& name, const Fingerprint& fingerprint);
-  // Snapshots whose refs include `digest`.
-  Result<std::vector<SnapshotRecord>> snapshots_referencing(const std::string& digest);
+  // Snapshots whose refs include each of `digests` (absent from the map: none). Schema 6 keeps no
+  // index of refs by digest, so this reads refs once for all the digests: O(refs), for the rare
+  // reports (verify, repair) that ask.
+  Result<std::map<std::string, std::vector<SnapshotRecord>>> snapshots_referencing(const std::vector<std::string>& digests);
   Result<std::optional<std::uint64_t>> object_size(const std::string& digest);
 
   // Replaces any record of the same target, in one transaction; the entries go in one packed blob

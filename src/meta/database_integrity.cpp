@@ -203,14 +203,24 @@ Result<void> Database::release_quarantine(const std::string& name, const Fingerp
   });
 }
 
-Result<std::vector<SnapshotRecord>> Database::snapshots_referencing(const std::string& digest) {
-  std::vector<SnapshotRecord> out;
-  Statement s(m_db, "SELECT snapshot FROM refs WHERE digest = ?");
-  s.bind_blob(1, digest);
-  TRY(auto ids, sql::collect_rows(s, [](const Statement& r) { return r.i64(0); }));
+// The digests go in a temporary table: the IN probes it once per ref of a single scan of refs
+// (a query per digest was a scan of refs each, ~1 s at 10M refs).
+Result<std::map<std::string, std::vector<SnapshotRecord>>> Database::snapshots_referencing(
+    const std::vector<std::string>& digests) {
+  std::map<std::string, std::vector<SnapshotRecord>> out;
+  if (digests.empty()) return out;
+  TRY_VOID(exec("CREATE TEMP TABLE IF NOT EXISTS wanted_digests(digest BLOB PRIMARY KEY) WITHOUT ROWID;"
+                "DELETE FROM wanted_digests;"));
+  Statement wanted(m_db, "INSERT OR IGNORE INTO wanted_digests(digest) VALUES(?)");
+  for (const auto& d : digests) TRY_VOID(wanted.bind_blob(1, d).run());
+  Statement s(m_db, "SELECT digest, snapshot FROM refs WHERE digest IN (SELECT digest FROM wanted_digests)");
+  TRY(auto refs, sql::collect_rows(s, [](const Statement& r) { return std::pair{r.blob(0), r.i64(1)}; }));
+  TRY_VOID(exec("DELETE FROM wanted_digests"));
   TRY(auto all, list_snapshots());
-  for (auto& r : all)
-    if (std::find(ids.begin(), ids.end(), r.row_id) != ids.end()) out.push_back(std::move(r));
+  std::map<std::int64_t, const SnapshotRecord*> by_id;
+  for (const auto& r : all) by_id.emplace(r.row_id, &r);
+  for (const auto& [digest, id] : refs)
+    if (auto it = by_id.find(id); it != by_id.end()) out[digest].push_back(*it->second);
   return out;
 }
 

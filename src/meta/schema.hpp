@@ -12,5 +12,7 @@ namespace treesnap {
 Result<void> create_schema(sqlite3* db);
 // Brings a store of an older schema version up to k_schema_version in one transaction each.
 Result<void> migrate_schema(sqlite3* db, int from_version);
+// Up to `to_version` only: tests make stores of the older versions this way.
+Result<void> migrate_schema(sqlite3* db, int from_version, int to_version);
 
 }  // namespace treesnap

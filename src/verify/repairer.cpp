@@ -58,6 +58,7 @@ class Repairer {
       if (f.change.kind == ChangeKind::metadata && !handled.contains(f.index)) TRY_VOID(fix_metadata(f));
       if (f.change.kind == ChangeKind::added) TRY_VOID(handle_added(f));
     }
+    name_users_of_lost();
     if (!m_options.dry_run && !m_scan.findings.empty()) TRY_VOID(restore_directory_times());
     TRY_VOID(release_quarantine());
     if (m_options.dry_run) return {};
@@ -149,6 +150,18 @@ class Repairer {
     return found;
   }
 
+  // Who else needs the lost content, for all of it at once (one read of refs). Best effort: the
+  // report stands without it.
+  void name_users_of_lost() {
+    if (m_lost.empty()) return;
+    auto users = users_of(m_store, m_db, m_lost);
+    if (!users) return;
+    for (std::size_t i = 0; i < users->size(); ++i) {
+      m_report.lost[i].snapshots = std::move((*users)[i].snapshots);
+      m_report.lost[i].trees = std::move((*users)[i].trees);
+    }
+  }
+
   void lost(const Entry& e) {
     // Its recorded stamp stays the one of intact bytes: restamped, the damaged file would look
     // unchanged to the next stat-only status, and a later repair (with another --from) would
@@ -160,12 +173,8 @@ class Repairer {
       l.paths.push_back(e.path);
       return;
     }
-    LostContent l{text, {e.path}, {}, {}};
-    if (auto users = users_of(m_store, m_db, e.digest.str(), std::nullopt)) {
-      l.snapshots = std::move(users->snapshots);
-      l.trees = std::move(users->trees);
-    }
-    m_report.lost.push_back(std::move(l));
+    m_report.lost.push_back({text, {e.path}, {}, {}});
+    m_lost.push_back({e.digest.str(), std::nullopt});
     m_report.unrepaired.push_back({e.path, ChangeKind::content, "no intact copy of " + text});
   }
 
@@ -549,6 +558,7 @@ class Repairer {
   bool m_is_root;
   std::string m_source_root;
   std::vector<QuarantineRecord> m_quarantine;
+  std::vector<ContentQuery> m_lost;  // m_lost[i] for m_report.lost[i]
   std::map<std::string, std::optional<Source>> m_sources;
   std::set<std::uint64_t> m_verified_inodes;
   std::set<std::string> m_touched;

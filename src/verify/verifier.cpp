@@ -282,29 +282,40 @@ Result<Manifest> read_manifest(const ObjectStore& store, const std::string& dige
   return manifest;
 }
 
-Result<ContentUsers> users_of(const ObjectStore& store, Database& db, const std::string& digest,
-                              std::optional<std::uint64_t> inode) {
-  ContentUsers users;
-  TRY(auto snapshots, db.snapshots_referencing(digest));
-  for (const auto& s : snapshots) {
-    const std::string name = s.name + ":" + s.tag;
-    users.snapshots.push_back(name);
-    if (s.manifest == digest) {
-      users.paths.push_back(name + ":(manifest)");
-      continue;
+Result<std::vector<ContentUsers>> users_of(const ObjectStore& store, Database& db, const std::vector<ContentQuery>& queries) {
+  std::vector<std::string> digests;
+  for (const auto& q : queries) digests.push_back(q.digest);
+  TRY(auto referencing, db.snapshots_referencing(digests));
+  std::map<std::string, Result<Manifest>> manifests;  // by manifest digest, read once
+  const std::vector<SnapshotRecord> none;
+  std::vector<ContentUsers> out(queries.size());
+  for (std::size_t i = 0; i < queries.size(); ++i) {
+    const std::string& digest = queries[i].digest;
+    ContentUsers& users = out[i];
+    const auto found = referencing.find(digest);
+    for (const auto& s : found == referencing.end() ? none : found->second) {
+      const std::string name = s.name + ":" + s.tag;
+      users.snapshots.push_back(name);
+      if (s.manifest == digest) {
+        users.paths.push_back(name + ":(manifest)");
+        continue;
+      }
+      auto read = manifests.find(s.manifest);
+      if (read == manifests.end()) read = manifests.emplace(s.manifest, read_manifest(store, s.manifest)).first;
+      const Result<Manifest>& manifest = read->second;
+      if (!manifest) {
+        users.paths.push_back(name + ":(manifest unreadable: " + manifest.error().message() + ")");
+        continue;
+      }
+      for (const auto& e : manifest->entries)
+        if (e.type == EntryType::file && e.digest.view() == digest) users.paths.push_back(name + ":" + e.path);
     }
-    auto manifest = read_manifest(store, s.manifest);
-    if (!manifest) {
-      users.paths.push_back(name + ":(manifest unreadable: " + manifest.error().message() + ")");
-      continue;
-    }
-    for (const auto& e : manifest->entries)
-      if (e.type == EntryType::file && e.digest.view() == digest) users.paths.push_back(name + ":" + e.path);
+    TRY(auto files, db.tree_files_with(digest));
+    const auto& inode = queries[i].inode;
+    for (const auto& f : files)
+      if (!inode || (f.placed == PlacedBy::hardlink && f.ino == *inode)) users.trees.push_back(join_path(f.target, f.path));
   }
-  TRY(auto files, db.tree_files_with(digest));
-  for (const auto& f : files)
-    if (!inode || (f.placed == PlacedBy::hardlink && f.ino == *inode)) users.trees.push_back(join_path(f.target, f.path));
-  return users;
+  return out;
 }
 
 Result<std::string> quarantine_file(const ObjectStore& store, Database& db, std::string_view top,
@@ -372,6 +383,7 @@ Result<VerifySummary> verify_store(const ObjectStore& store, Database& db, unsig
   VerifySummary summary;
   summary.fast = fast;
   std::vector<Fingerprint> changed;
+  std::vector<ContentQuery> queries;  // queries[i] for summary.bad[i]
   for (std::size_t k = 0; k < suspects.size(); ++k) {
     const Item& item = items[suspects[k]];
     const Checked& c = results[k];
@@ -392,11 +404,8 @@ Result<VerifySummary> verify_store(const ObjectStore& store, Database& db, unsig
     const std::string digest(item.digest());
     TRY(bad.quarantined, quarantine_file(store, db, list.top(item), list.name(item), digest, ino, c.reason));
     if (c.reason == "missing") bad.quarantined.clear();
-    TRY(auto users, users_of(store, db, digest, ino ? std::optional<std::uint64_t>(ino) : std::nullopt));
-    bad.snapshots = std::move(users.snapshots);
-    bad.paths = std::move(users.paths);
-    bad.trees = std::move(users.trees);
     summary.bad.push_back(std::move(bad));
+    queries.push_back({digest, ino ? std::optional<std::uint64_t>(ino) : std::nullopt});
   }
   // Content still in quarantine is still damaged: reported on every run until repair or a new
   // snapshot brings an intact copy.
@@ -404,11 +413,16 @@ Result<VerifySummary> verify_store(const ObjectStore& store, Database& db, unsig
     if (!q.object || !listing.quarantined_sizes.contains(q.digest)) continue;
     BadObject bad{digest_text(store.algorithm(), q.digest), q.origin, "in quarantine: " + q.reason,
                   q.ino ? layout::store_path(layout::k_quarantine, q.name) : std::string(), {}, {}, {}};
-    TRY(auto users, users_of(store, db, q.digest, q.ino ? std::optional<std::uint64_t>(q.ino) : std::nullopt));
-    bad.snapshots = std::move(users.snapshots);
-    bad.paths = std::move(users.paths);
-    bad.trees = std::move(users.trees);
     summary.bad.push_back(std::move(bad));
+    queries.push_back({q.digest, q.ino ? std::optional<std::uint64_t>(q.ino) : std::nullopt});
+  }
+  // Who needs what is damaged: for all of it at once.
+  TRY(auto users, users_of(store, db, queries));
+  for (std::size_t i = 0; i < users.size(); ++i) {
+    BadObject& bad = summary.bad[i];
+    bad.snapshots = std::move(users[i].snapshots);
+    bad.paths = std::move(users[i].paths);
+    bad.trees = std::move(users[i].trees);
   }
   timer.phase("report");
   // Only fingerprints that moved (new files, fixed metadata, a re-hash after a change) are

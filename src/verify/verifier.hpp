@@ -22,11 +22,16 @@ Result<Manifest> read_manifest(const ObjectStore& store, const std::string& dige
 
 // Who needs `digest`: snapshots ("name:tag"), their paths ("name:tag:path", or "(manifest)") and
 // restored files ("target/path"); with `inode` set, only restored files linked to that inode.
+// Answered for many digests at once (one read of refs, each manifest decoded once): out[i] is
+// for queries[i].
 struct ContentUsers {
   std::vector<std::string> snapshots, paths, trees;
 };
-Result<ContentUsers> users_of(const ObjectStore& store, Database& db, const std::string& digest,
-                              std::optional<std::uint64_t> inode);
+struct ContentQuery {
+  std::string digest;
+  std::optional<std::uint64_t> inode;
+};
+Result<std::vector<ContentUsers>> users_of(const ObjectStore& store, Database& db, const std::vector<ContentQuery>& queries);
 
 // Moves a damaged store file (`top` is objects/ or variants/, `name` "ab/<name>") to quarantine/
 // and records it. Returns the path now holding it ("quarantine/<name>").

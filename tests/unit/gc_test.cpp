@@ -96,15 +96,17 @@ class GcTest : public test::StoreTest {
     return value;
   }
 
-  // Rows whose kept figures differ from a recount from refs: refcounts, snapshots' unique
+  // Rows whose kept figures differ from a recount from refs: refcounts and ref_sums, snapshots' unique
   // figures, and the usage row. 0 when the triggers and the bulk path of commit agree.
   std::int64_t miscounted() {
     const std::string unique = "(SELECT count(*) FROM refs r JOIN objects o ON o.digest = r.digest "
                                "WHERE r.snapshot = s.id AND o.refcount = 1)";
     const std::string unique_bytes = "(SELECT coalesce(sum(o.disk_bytes), 0) FROM refs r JOIN objects o "
                                      "ON o.digest = r.digest WHERE r.snapshot = s.id AND o.refcount = 1)";
-    return query("SELECT count(*) FROM objects o WHERE refcount >= 0 AND "
-                 "refcount != (SELECT count(*) FROM refs r WHERE r.digest = o.digest)") +
+    return query("SELECT count(*) FROM objects o LEFT JOIN "
+                 "(SELECT digest, count(*) AS n, sum(snapshot) AS ids FROM refs GROUP BY digest) AS x "
+                 "ON x.digest = o.digest WHERE o.refcount >= 0 AND "
+                 "(o.refcount != coalesce(x.n, 0) OR o.ref_sum != coalesce(x.ids, 0))") +
            query(fmt::format("SELECT count(*) FROM snapshots s WHERE unique_objects != {} OR unique_bytes != {}",
                              unique, unique_bytes)) +
            query("SELECT count(*) FROM usage WHERE objects != (SELECT count(*) FROM objects) OR "
