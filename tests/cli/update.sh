@@ -27,6 +27,17 @@ inodes_of() { # TREE PATH... -> "path:inode" lines
   shift
   for p in "$@"; do echo "$p:$(inode_of "$tree/$p")"; done
 }
+# SNAPSHOT WANT_MTREE LABEL: `restore --update` of SNAPSHOT into $T finishes without conflicts,
+# gives the tree of a fresh restore and leaves status clean.
+update_converges() {
+  local snapshot=$1 want=$2 label=$3
+  expect_status 0 ts --json restore "$snapshot" "$T" --update
+  jq_assert "$OUT" '.update.conflicts == 0' "no conflicts: $label"
+  mtree_of "$T" >"$WORK/got.mtree"
+  assert_same_listing "$want" "$WORK/got.mtree" "$label"
+  expect_status 0 ts --json status "$T"
+  jq_assert "$OUT" ".snapshot == \"$snapshot\" and (.changes | length) == 0" "status after: $label"
+}
 KEPT=(lib/stable.py lib/stable-alias.py lib/pkg/m2.py lib/pkg/m40.py)
 BEFORE=$(inodes_of "$T" "${KEPT[@]}")
 assert_same_inode "$T/lib/stable.py" "$T/lib/stable-alias.py"
@@ -99,12 +110,7 @@ jq_assert "$OUT" '.snapshot == "app:1"' "the record still describes app:1 after 
 TREESNAP_FAILPOINTS=restore.record=EIO expect_status 1 ts restore app:2 "$T" --update
 assert_error_line
 grep -q 'amend restore record of' "$ERR" || fail "unexpected error: $(cat "$ERR")"
-expect_status 0 ts --json restore app:2 "$T" --update
-jq_assert "$OUT" '.update.conflicts == 0' "no conflicts: the files already hold app:2"
-mtree_of "$T" >"$WORK/got.mtree"
-assert_same_listing "$WORK/want.mtree" "$WORK/got.mtree" "update finished after a stop in the record's transaction"
-expect_status 0 ts --json status "$T"
-jq_assert "$OUT" '.snapshot == "app:2" and (.changes | length) == 0' "status after the finished update"
+update_converges app:2 "$WORK/want.mtree" "update finished after a stop in the record's transaction"
 
 step "an update killed part-way finishes when run again"
 for i in $(seq 2 40); do chmod u+w "$SRC/lib/pkg/m$i.py" && echo "module $i, version 3" >"$SRC/lib/pkg/m$i.py"; done
@@ -123,11 +129,6 @@ for n in 3 17 29; do
   if ((status == 137)); then KILLS=$((KILLS + 1)); fi
 done
 ((KILLS >= 2)) || fail "the failpoint killed only $KILLS of 3 runs"
-expect_status 0 ts --json restore app:3 "$T" --update
-jq_assert "$OUT" '.update.conflicts == 0' "no conflicts after the interruptions"
-mtree_of "$T" >"$WORK/got3.mtree"
-assert_same_listing "$WORK/want3.mtree" "$WORK/got3.mtree" "interrupted then finished update and fresh restore"
-expect_status 0 ts --json status "$T"
-jq_assert "$OUT" '.snapshot == "app:3" and (.changes | length) == 0' "status after the finished update"
+update_converges app:3 "$WORK/want3.mtree" "interrupted then finished update and fresh restore"
 [[ -z "$(ls -a "$WORK" | grep '^\.tree\.treesnap-update' || true)" ]] || fail "staging tree left beside the target"
 echo "PASS: update"
