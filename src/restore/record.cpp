@@ -8,6 +8,19 @@
 
 namespace treesnap {
 
+PlacedBy placed_by(Strategy how) noexcept {
+  switch (how) {
+    case Strategy::hardlink:
+      return PlacedBy::hardlink;
+    case Strategy::reflink:
+      return PlacedBy::reflink;
+    case Strategy::copy:
+      return PlacedBy::copy;
+    default:
+      return PlacedBy::fresh;
+  }
+}
+
 Result<void> record_restored_tree(Database& db, const Manifest& manifest, const RestoreOutcome& outcome,
                                   const std::string& snapshot_name, const std::string& manifest_digest) {
   const RestoreSummary& summary = outcome.summary;
@@ -39,10 +52,7 @@ Result<void> record_restored_tree(Database& db, const Manifest& manifest, const 
   for (const auto& placed : outcome.files) {
     const Entry& e = manifest.entries[placed.index];
     const FileStamp& now = newest.at(placed.stamp.ino);
-    PlacedBy by = placed.how == Strategy::hardlink ? PlacedBy::hardlink
-                  : placed.how == Strategy::reflink ? PlacedBy::reflink
-                  : placed.how == Strategy::copy    ? PlacedBy::copy
-                                                    : PlacedBy::fresh;
+    const PlacedBy by = placed_by(placed.how);
     rows.push_back({e.path, now, by, e.digest.str()});
     // Only a link that changed nothing but ctime moves the fingerprint: a write through another
     // name during the restore changes mtime (or size, or mode) and is left for verify to see.

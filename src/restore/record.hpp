@@ -13,6 +13,10 @@ namespace treesnap {
 // in one transaction (replacing an older record of the same target) that also lets the
 // fingerprints of the store files it hardlinked follow the ctime those links gave them. An
 // update's outcome (`amend_record`) amends its record instead: only the files listed change.
+// How a record row says a file was placed, from the strategy that placed it; `automatic` (an
+// empty file, or one the updater kept without knowing how) is `fresh`.
+PlacedBy placed_by(Strategy how) noexcept;
+
 Result<void> record_restored_tree(Database& db, const Manifest& manifest, const RestoreOutcome& outcome,
                                   const std::string& snapshot_name, const std::string& manifest_digest);
 

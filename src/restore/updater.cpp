@@ -13,6 +13,7 @@
 
 #include "core/entry_path.hpp"
 #include "restore/ladder.hpp"
+#include "restore/record.hpp"
 #include "util/parent_dir_cache.hpp"
 #include "util/trace.hpp"
 #include "verify/tree_status.hpp"
@@ -526,11 +527,7 @@ class Updater {
     for (const auto& [path, row] : m_recorded)
       if (!rows_kept.contains(path)) outcome.drop.push_back(path);
     for (const auto& f : outcome.files) {
-      const PlacedBy by = f.how == Strategy::hardlink  ? PlacedBy::hardlink
-                          : f.how == Strategy::reflink ? PlacedBy::reflink
-                          : f.how == Strategy::copy    ? PlacedBy::copy
-                                                       : PlacedBy::fresh;
-      outcome.totals[total_slot(by)] += 1;
+      outcome.totals[total_slot(placed_by(f.how))] += 1;
     }
     return {};
   }
