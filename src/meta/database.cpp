@@ -51,20 +51,6 @@ Result<std::vector<SnapshotRecord>> query_snapshots(sqlite3* db, const std::stri
   return sql::collect_rows(s, read_snapshot);
 }
 
-// Turns triggers off for this connection while it lives. Statements prepared meanwhile run
-// without them; changing the setting makes SQLite re-prepare every other statement on its next
-// step, so the cached ones get their triggers back.
-class TriggersOff {
- public:
-  explicit TriggersOff(sqlite3* db) : m_db(db) { sqlite3_db_config(m_db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, nullptr); }
-  ~TriggersOff() { sqlite3_db_config(m_db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 1, nullptr); }
-  TriggersOff(const TriggersOff&) = delete;
-  TriggersOff& operator=(const TriggersOff&) = delete;
-
- private:
-  sqlite3* m_db;
-};
-
 }  // namespace
 
 struct Database::StatementCache {
@@ -173,9 +159,12 @@ Result<bool> Database::has_object(const std::string& digest) {
   return row;
 }
 
+// One statement, so the two tables are read in one snapshot: a claim moves a row between them.
 Result<ObjectState> Database::object_state(const std::string& digest) {
   auto& s = m_cache->object_state;
-  if (!s) s = std::make_unique<Statement>(m_db, "SELECT refcount, quarantined_ns FROM objects WHERE digest = ?");
+  if (!s)
+    s = std::make_unique<Statement>(m_db, "SELECT refcount, quarantined_ns FROM objects WHERE digest = ?1 "
+                                          "UNION ALL SELECT -1, 0 FROM collecting WHERE digest = ?1");
   s->bind_blob(1, digest);
   auto row = s->step();
   if (!row) {
@@ -192,7 +181,7 @@ Result<ObjectState> Database::object_state(const std::string& digest) {
 }
 
 Result<std::vector<ObjectRecord>> Database::all_objects() {
-  Statement s(m_db, "SELECT digest, size, disk_bytes FROM objects WHERE refcount >= 0 ORDER BY digest");
+  Statement s(m_db, "SELECT digest, size, disk_bytes FROM objects ORDER BY digest");
   return sql::collect_rows(s, [](const Statement& r) {
     return ObjectRecord{r.blob(0), r.u64(1), r.u64(2), std::nullopt, {}};
   });
@@ -261,13 +250,12 @@ Result<void> Database::commit_snapshot(const SnapshotRecord& snap, std::size_t o
 Result<void> Database::add_snapshot_refs(std::int64_t snapshot, std::size_t count,
                                          const std::function<ObjectRecord(std::size_t)>& row) {
   {
-    TriggersOff off(m_db);
+    sql::TriggersOff off(m_db);
     Statement ref(m_db, "INSERT OR IGNORE INTO refs(snapshot, digest) VALUES(?, ?)");
     for (std::size_t i = 0; i < count; ++i) TRY_VOID(ref.bind(1, snapshot).bind_blob(2, row(i).digest).run());
   }
   // The trigger's guard: a reference to an object a collector is deleting aborts the commit.
-  Statement collecting(m_db, "SELECT 1 FROM refs r JOIN objects o ON o.digest = r.digest "
-                             "WHERE r.snapshot = ? AND o.refcount < 0 LIMIT 1");
+  Statement collecting(m_db, "SELECT 1 FROM refs r JOIN collecting c ON c.digest = r.digest WHERE r.snapshot = ? LIMIT 1");
   TRY(auto found, collecting.bind(1, snapshot).step());
   if (found) return std::unexpected(make_error(ErrorCode::exists, "database: object is being garbage-collected"));
   // An object only one other snapshot referenced (its ref_sum names it) is no longer unique to it...
@@ -316,7 +304,7 @@ Result<void> Database::remove_snapshots(const std::vector<std::int64_t>& snapsho
   // objects_orphaned trigger would update the usage row once per new orphan (100k times for a
   // big snapshot): it is off, and one statement adds the new orphans to the totals instead.
   {
-    TriggersOff off(m_db);
+    sql::TriggersOff off(m_db);
     Statement counts(m_db, "UPDATE objects SET refcount = refcount - (SELECT k FROM gone_refs g WHERE g.digest = objects.digest), "
                            "ref_sum = ref_sum - (SELECT ids FROM gone_refs g WHERE g.digest = objects.digest), "
                            "orphaned_seq = CASE WHEN refcount = (SELECT k FROM gone_refs g WHERE g.digest = objects.digest) "
@@ -330,7 +318,7 @@ Result<void> Database::remove_snapshots(const std::vector<std::int64_t>& snapsho
   TRY_VOID(orphans.run());
   // ...and the rows go without refs_removed.
   {
-    TriggersOff off(m_db);
+    sql::TriggersOff off(m_db);
     Statement refs(m_db, "DELETE FROM refs WHERE snapshot IN (SELECT id FROM gone_snapshots)");
     TRY_VOID(refs.run());
   }

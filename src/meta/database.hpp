@@ -20,7 +20,7 @@
 
 namespace treesnap {
 
-inline constexpr int k_schema_version = 6;
+inline constexpr int k_schema_version = 7;
 
 struct SnapshotRecord {
   std::int64_t row_id = 0;
@@ -107,7 +107,7 @@ enum class ObjectState {
   absent,      // no row: the file, if any, is unrecorded
   live,        // referenced by at least one snapshot
   orphan,      // referenced by none; garbage collection may remove it
-  collecting,  // a collector is deleting it (refcount -1): treat as gone once it finishes
+  collecting,  // a collector is deleting it (a row in `collecting`): treat as gone once it finishes
   quarantined, // recorded, but damaged and moved to quarantine/: store intact content anew
 };
 

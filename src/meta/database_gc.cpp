@@ -114,7 +114,7 @@ Result<ObjectState> Database::hold_object(const std::string& digest) {
 }
 
 Result<std::optional<std::int64_t>> Database::collector_of(const std::string& digest) {
-  Statement s(m_db, "SELECT collector FROM objects WHERE digest = ? AND refcount < 0");
+  Statement s(m_db, "SELECT collector FROM collecting WHERE digest = ?");
   TRY(auto row, s.bind_blob(1, digest).step());
   if (!row) return std::optional<std::int64_t>{};
   return std::optional<std::int64_t>{s.i64(0)};
@@ -122,7 +122,7 @@ Result<std::optional<std::int64_t>> Database::collector_of(const std::string& di
 
 Result<void> Database::drop_abandoned(const std::string& digest, std::int64_t dead_collector) {
   return in_transaction([&]() -> Result<void> {
-    Statement s(m_db, "DELETE FROM objects WHERE digest = ? AND refcount < 0 AND collector = ?");
+    Statement s(m_db, "DELETE FROM collecting WHERE digest = ? AND collector = ?");
     return s.bind_blob(1, digest).bind(2, dead_collector).run();
   });
 }
@@ -141,29 +141,46 @@ Result<std::vector<CollectCandidate>> Database::collectable_orphans(std::int64_t
   return orphans_query(self, limit);
 }
 
-// One statement marks the whole batch: the barrier is evaluated once, inside the UPDATE, so the
-// claim re-checks every condition under the write lock.
+// One statement moves the whole batch into `collecting`: the barrier is evaluated once, inside the
+// INSERT, so the claim re-checks every condition under the write lock. The rows then leave
+// `objects` with triggers off, and what the triggers did follows as set statements: one update of
+// the usage row instead of one per object, and the batch's fingerprint and quarantine rows.
 Result<std::vector<CollectCandidate>> Database::claim_orphans(std::int64_t self, std::size_t limit) {
   return in_transaction([&]() -> Result<std::vector<CollectCandidate>> {
-    std::string text = fmt::format("UPDATE objects SET refcount = -1, collector = ?1 WHERE digest IN "
-                                   "(SELECT digest FROM objects WHERE refcount = 0 AND orphaned_seq < {} "
-                                   "ORDER BY orphaned_seq LIMIT ?2) RETURNING digest, disk_bytes", k_barrier);
+    std::string text = fmt::format("INSERT INTO collecting(digest, collector, disk_bytes) SELECT digest, ?1, disk_bytes "
+                                   "FROM objects WHERE refcount = 0 AND orphaned_seq < {} ORDER BY orphaned_seq LIMIT ?2 "
+                                   "RETURNING digest, disk_bytes", k_barrier);
     Statement mark(m_db, text.c_str());
     mark.bind(1, self).bind(2, static_cast<std::int64_t>(std::min<std::size_t>(limit, std::numeric_limits<std::int64_t>::max())));
-    return sql::collect_rows(mark, [](const Statement& r) {
+    TRY(auto claimed, sql::collect_rows(mark, [](const Statement& r) {
       return CollectCandidate{r.blob(0), r.u64(1)};
-    });
+    }));
+    if (claimed.empty()) return claimed;
+    std::uint64_t bytes = 0;
+    for (const auto& c : claimed) bytes += c.disk_bytes;
+    Statement usage(m_db, "UPDATE usage SET objects = objects - ?1, disk_bytes = disk_bytes - ?2, "
+                          "orphan_objects = orphan_objects - ?1, orphan_bytes = orphan_bytes - ?2 WHERE id = 0");
+    TRY_VOID(usage.bind(1, static_cast<std::int64_t>(claimed.size())).bind(2, bytes).run());
+    for (const char* table : {"fingerprints", "quarantine"}) {
+      Statement gone(m_db, fmt::format("DELETE FROM {} WHERE digest IN (SELECT digest FROM collecting WHERE collector = ?)",
+                                       table).c_str());
+      TRY_VOID(gone.bind(1, self).run());
+    }
+    sql::TriggersOff off(m_db);
+    Statement rows(m_db, "DELETE FROM objects WHERE digest IN (SELECT digest FROM collecting WHERE collector = ?)");
+    TRY_VOID(rows.bind(1, self).run());
+    return claimed;
   });
 }
 
 Result<std::vector<CollectCandidate>> Database::claim_abandoned(std::int64_t self) {
   return in_transaction([&]() -> Result<std::vector<CollectCandidate>> {
     std::vector<CollectCandidate> out;
-    constexpr const char* k_abandoned = "refcount < 0 AND collector != ?1 AND collector NOT IN (SELECT id FROM leases)";
-    Statement find(m_db, fmt::format("SELECT digest, disk_bytes FROM objects WHERE {}", k_abandoned).c_str());
+    constexpr const char* k_abandoned = "collector != ?1 AND collector NOT IN (SELECT id FROM leases)";
+    Statement find(m_db, fmt::format("SELECT digest, disk_bytes FROM collecting WHERE {}", k_abandoned).c_str());
     find.bind(1, self);
     TRY(out, sql::collect_rows(find, [](const Statement& r) { return CollectCandidate{r.blob(0), r.u64(1)}; }));
-    Statement take(m_db, fmt::format("UPDATE objects SET collector = ?1 WHERE {}", k_abandoned).c_str());
+    Statement take(m_db, fmt::format("UPDATE collecting SET collector = ?1 WHERE {}", k_abandoned).c_str());
     TRY_VOID(take.bind(1, self).run());
     return out;
   });
@@ -171,7 +188,7 @@ Result<std::vector<CollectCandidate>> Database::claim_abandoned(std::int64_t sel
 
 Result<void> Database::finish_collected(std::int64_t self) {
   return in_transaction([&]() -> Result<void> {
-    Statement s(m_db, "DELETE FROM objects WHERE refcount < 0 AND collector = ?");
+    Statement s(m_db, "DELETE FROM collecting WHERE collector = ?");
     return s.bind(1, self).run();
   });
 }
@@ -184,7 +201,7 @@ Result<std::int64_t> Database::sequence() {
 }
 
 Result<bool> Database::is_recorded(const std::string& digest) {
-  Statement s(m_db, "SELECT 1 FROM objects WHERE digest = ?");
+  Statement s(m_db, "SELECT 1 FROM objects WHERE digest = ?1 UNION ALL SELECT 1 FROM collecting WHERE digest = ?1");
   return s.bind_blob(1, digest).step();
 }
 

@@ -113,7 +113,7 @@ Result<std::vector<Fingerprint>> Database::fingerprints() {
 }
 
 Result<void> Database::each_object(const std::function<void(std::string_view, std::uint64_t)>& fn) {
-  Statement s(m_db, "SELECT digest, size FROM objects WHERE refcount >= 0 ORDER BY digest");
+  Statement s(m_db, "SELECT digest, size FROM objects ORDER BY digest");
   for (;;) {
     TRY(auto row, s.step());
     if (!row) return {};

@@ -232,12 +232,41 @@ DROP INDEX refs_by_digest;
 UPDATE store_info SET value = '6' WHERE key = 'schema_version';
 )sql";
 
+// Version 7 (collecting): an object a collector is deleting moves out of `objects` into its own
+// table in the claim's transaction, and that row goes once the files are gone. Before, the claim
+// set refcount = -1 in `objects` and the finish deleted the row: two passes of updates at random
+// digests over the whole table (100k claimed objects dirtied most of a 1M-object table's pages
+// twice: 1.4 s of a 2.8 s gc). Now the claim deletes the rows once and the finish deletes from a
+// table that holds only the objects in flight. A row in `objects` still always means "the file
+// exists"; objects.collector is left unused. Self-contained, so it can be renumbered.
+constexpr const char* k_migrate_v7 = R"sql(
+CREATE TABLE collecting(
+  digest BLOB PRIMARY KEY, collector INTEGER NOT NULL, disk_bytes INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO collecting(digest, collector, disk_bytes)
+  SELECT digest, collector, disk_bytes FROM objects WHERE refcount < 0;
+DELETE FROM objects WHERE refcount < 0;
+DROP INDEX objects_collecting;
+DROP TRIGGER refs_added;
+CREATE TRIGGER refs_added AFTER INSERT ON refs BEGIN
+  SELECT RAISE(ABORT, 'object is being garbage-collected')
+    WHERE EXISTS (SELECT 1 FROM collecting WHERE digest = NEW.digest);
+  UPDATE objects SET refcount = refcount + 1, ref_sum = ref_sum + NEW.snapshot WHERE digest = NEW.digest;
+  UPDATE snapshots SET unique_objects = unique_objects + 1,
+      unique_bytes = unique_bytes + (SELECT disk_bytes FROM objects WHERE digest = NEW.digest)
+    WHERE id = NEW.snapshot AND (SELECT refcount FROM objects WHERE digest = NEW.digest) = 1;
+  UPDATE snapshots SET unique_objects = unique_objects - 1,
+      unique_bytes = unique_bytes - (SELECT disk_bytes FROM objects WHERE digest = NEW.digest)
+    WHERE id = (SELECT ref_sum - NEW.snapshot FROM objects WHERE digest = NEW.digest AND refcount = 2);
+END;
+UPDATE store_info SET value = '7' WHERE key = 'schema_version';
+)sql";
+
 struct Migration {
   int to_version;
   const char* sql;
 };
 constexpr Migration k_migrations[] = {{2, k_migrate_v2}, {3, k_migrate_v3}, {4, k_migrate_v4}, {5, k_migrate_v5},
-                                      {6, k_migrate_v6}};
+                                      {6, k_migrate_v6}, {7, k_migrate_v7}};
 
 Result<int> recorded_version(sqlite3* db) {
   sql::Statement s(db, "SELECT value FROM store_info WHERE key = 'schema_version'");

@@ -116,4 +116,18 @@ inline Result<void> exec(sqlite3* db, const char* text) {
   return {};
 }
 
+// Turns triggers off for this connection while it lives. Statements prepared meanwhile run
+// without them; changing the setting makes SQLite re-prepare every other statement on its next
+// step, so the cached ones get their triggers back.
+class TriggersOff {
+ public:
+  explicit TriggersOff(sqlite3* db) : m_db(db) { sqlite3_db_config(m_db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, nullptr); }
+  ~TriggersOff() { sqlite3_db_config(m_db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 1, nullptr); }
+  TriggersOff(const TriggersOff&) = delete;
+  TriggersOff& operator=(const TriggersOff&) = delete;
+
+ private:
+  sqlite3* m_db;
+};
+
 }  // namespace treesnap::sql

@@ -53,10 +53,17 @@ class GcTest : public test::StoreTest {
   // refcount of the object, or nullopt when it has no row: read with plain SQL, not through
   // the code under test.
   std::optional<std::int64_t> refcount(const std::string& digest) {
+    return column_of(digest, "SELECT refcount FROM objects WHERE digest = ?");
+  }
+  // The lease id of the collector deleting the object, or nullopt when none is.
+  std::optional<std::int64_t> collector(const std::string& digest) {
+    return column_of(digest, "SELECT collector FROM collecting WHERE digest = ?");
+  }
+  std::optional<std::int64_t> column_of(const std::string& digest, const char* sql) {
     sqlite3* db = nullptr;
     EXPECT_EQ(sqlite3_open_v2(db_path().c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
     sqlite3_stmt* s = nullptr;
-    sqlite3_prepare_v2(db, "SELECT refcount FROM objects WHERE digest = ?", -1, &s, nullptr);
+    sqlite3_prepare_v2(db, sql, -1, &s, nullptr);
     sqlite3_bind_blob(s, 1, digest.data(), static_cast<int>(digest.size()), SQLITE_TRANSIENT);
     std::optional<std::int64_t> out;
     if (sqlite3_step(s) == SQLITE_ROW) out = sqlite3_column_int64(s, 0);
@@ -182,8 +189,8 @@ TEST_F(GcTest, BulkRefChangesKeepTheFiguresARecountGives) {
   {
     sqlite3* raw = nullptr;
     ASSERT_EQ(sqlite3_open(db_path().c_str(), &raw), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(raw, "INSERT INTO objects(digest, size, created_ns, last_used_ns, disk_bytes, refcount, "
-                                "collector) VALUES(x'ee', 1, 1, 1, 4096, -1, 7)", nullptr, nullptr, nullptr), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(raw, "INSERT INTO collecting(digest, collector, disk_bytes) VALUES(x'ee', 7, 4096)", nullptr,
+                           nullptr, nullptr), SQLITE_OK);
     sqlite3_close(raw);
   }
   SnapshotRecord record{.name = "e", .tag = "latest", .manifest = sha(pool["f00"])};
@@ -192,7 +199,8 @@ TEST_F(GcTest, BulkRefChangesKeepTheFiguresARecountGives) {
   ASSERT_FALSE(committed);
   EXPECT_NE(committed.error().message().find("being garbage-collected"), std::string::npos) << committed.error().message();
   EXPECT_EQ(query("SELECT count(*) FROM snapshots WHERE name = 'e'"), 0);
-  EXPECT_EQ(query("SELECT refcount FROM objects WHERE digest = x'ee'"), -1);
+  EXPECT_EQ(query("SELECT collector FROM collecting WHERE digest = x'ee'"), 7);
+  EXPECT_EQ(query("SELECT count(*) FROM objects WHERE digest = x'ee'"), 0);  // the commit's new row went too
   EXPECT_EQ(miscounted(), 0) << "after the aborted commit";
 }
 
@@ -312,13 +320,15 @@ TEST_F(GcTest, HoldingAnOrphanProtectsItAndAnAbandonedCollectionIsDropped) {
   auto claimed = db->claim_orphans(dead->id, 10);
   ASSERT_TRUE(ok(claimed));
   ASSERT_EQ(claimed->size(), 1u);
-  EXPECT_EQ(refcount(sha(data)), -1);
+  EXPECT_EQ(refcount(sha(data)), std::nullopt);  // moved out of objects: "a row there means the file exists"
+  EXPECT_EQ(collector(sha(data)), dead->id);
   auto lease = Lease::acquire(db_path(), "snapshot");
   ASSERT_TRUE(ok(lease));
   auto held = (*lease)->hold(sha(data));
   ASSERT_TRUE(ok(held));
   EXPECT_FALSE(*held);
   EXPECT_EQ(refcount(sha(data)), std::nullopt);
+  EXPECT_EQ(collector(sha(data)), std::nullopt);
 }
 
 TEST_F(GcTest, AbandonedCollectionIsFinishedByTheNextGc) {
@@ -335,6 +345,7 @@ TEST_F(GcTest, AbandonedCollectionIsFinishedByTheNextGc) {
   EXPECT_EQ(report->objects_removed, 2u);
   EXPECT_FALSE(test::exists_nofollow(object(sha(data))));
   EXPECT_EQ(refcount(sha(data)), std::nullopt);
+  EXPECT_EQ(collector(sha(data)), std::nullopt);
   auto usage = store().usage({});
   ASSERT_TRUE(ok(usage));
   EXPECT_EQ(usage->objects, 0u);
