@@ -159,6 +159,12 @@ class Database {
   Result<std::optional<std::string>> get_info(const std::string& key);
   // For connections whose writes need not survive a power loss (leases): no fsync per commit.
   Result<void> set_synchronous_normal() { return exec("PRAGMA synchronous=NORMAL"); }
+  // Commits of this connection leave their pages in the WAL instead of copying them into the
+  // database file at once (SQLite's auto-checkpoint), for checkpoint() on another connection.
+  Result<void> defer_checkpoints() { return exec("PRAGMA wal_autocheckpoint=0"); }
+  // Copies the committed WAL pages into the database file as far as readers allow, waiting for
+  // no one (PASSIVE): what an auto-checkpoint does after a commit.
+  Result<void> checkpoint() { return exec("PRAGMA wal_checkpoint(PASSIVE)"); }
   Result<void> set_info_if_absent(const std::string& key, const std::string& value);
 
   // A read transaction around many lookups: one lock and one snapshot of the database instead of
