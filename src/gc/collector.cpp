@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <map>
 #include <set>
@@ -108,6 +110,24 @@ Result<Removal> remove_object_files(const ObjectStore& store, VariantIndex& vari
   return removal;
 }
 
+// A digest as a hash key without an allocation: the bytes in place (xxh3_128's 16 zero-padded; a
+// store uses one algorithm), hashed by their first 8, which are as uniform as the whole.
+struct DigestKey {
+  std::array<unsigned char, 32> bytes{};
+
+  explicit DigestKey(std::string_view digest) {
+    std::memcpy(bytes.data(), digest.data(), std::min(digest.size(), bytes.size()));
+  }
+  bool operator==(const DigestKey&) const = default;
+  struct Hash {
+    std::size_t operator()(const DigestKey& key) const noexcept {
+      std::uint64_t head = 0;
+      std::memcpy(&head, key.bytes.data(), sizeof head);
+      return static_cast<std::size_t>(head);
+    }
+  };
+};
+
 struct Plan {
   std::vector<CollectCandidate> orphans;
   std::vector<std::pair<SnapshotRecord, EvictedSnapshot>> evictions;
@@ -166,20 +186,27 @@ class Collector {
     auto met = [&] { return (m_options.max_size == 0 || recorded <= m_options.max_size) && free >= need; };
     if (met()) return plan;
     TRY(auto order, m_db.eviction_order());
-    std::unordered_map<std::string, std::int64_t> remaining;  // refcounts after the planned evictions
+    // Refcounts after the planned evictions. Victims share most of their objects, so each object's
+    // row is read once, when a victim first references it, not once per reference.
+    std::unordered_map<DigestKey, Database::RefcountAndSize, DigestKey::Hash> remaining;
     for (auto& snap : order) {
       if (met()) break;
-      TRY(auto refs, m_db.snapshot_refs(snap.row_id));
       EvictedSnapshot ev{snap.name + ":" + snap.tag, to_hex(snap.manifest), snap.last_used_ns, 0, 0, 0};
-      for (const auto& r : refs) {
-        auto& count = remaining.try_emplace(r.digest, r.refcount).first->second;
-        if (--count != 0) continue;
-        TRY(auto removal, measure_removal(m_store, m_variants, r.digest));
+      TRY_VOID(m_db.each_ref(snap.row_id, [&](std::string_view digest) -> Result<void> {
+        auto it = remaining.find(DigestKey(digest));
+        if (it == remaining.end()) {
+          TRY(auto object, m_db.refcount_and_size(digest));
+          if (!object) return {};  // no row, no file: nothing to free
+          it = remaining.emplace(DigestKey(digest), *object).first;
+        }
+        if (--it->second.refcount != 0) return {};
+        TRY(auto removal, measure_removal(m_store, m_variants, std::string(digest)));
         ev.objects += 1;
-        ev.bytes += r.disk_bytes;
+        ev.bytes += it->second.disk_bytes;
         ev.freed_bytes += removal.freed;
         m_planned.variants += removal.variants;
-      }
+        return {};
+      }));
       recorded -= std::min(recorded, ev.bytes);
       free += ev.freed_bytes;
       m_planned.objects += ev.objects;
