@@ -228,9 +228,8 @@ class Database {
   // Unpinned snapshots, least recently used first.
   Result<std::vector<SnapshotRecord>> eviction_order();
   // Calls `fn` with each digest a snapshot references, in digest order (a range scan of refs,
-  // no lookup in objects); the view is valid during the call only. Stops at the first error `fn`
-  // returns and returns it.
-  Result<void> each_ref(std::int64_t row_id, const std::function<Result<void>(std::string_view digest)>& fn);
+  // no lookup in objects); the view is valid during the call only.
+  Result<void> each_ref(std::int64_t row_id, const std::function<void(std::string_view digest)>& fn);
   // Evicts snapshots given as (row id, last_used_ns) in one transaction, each unless it has been
   // pinned or used since; element i is false when victim i was not removed.
   Result<std::vector<bool>> evict_snapshots(const std::vector<std::pair<std::int64_t, std::int64_t>>& victims);

@@ -40,13 +40,13 @@ Result<std::vector<SnapshotRecord>> Database::eviction_order() {
   return out;
 }
 
-Result<void> Database::each_ref(std::int64_t row_id, const std::function<Result<void>(std::string_view)>& fn) {
+Result<void> Database::each_ref(std::int64_t row_id, const std::function<void(std::string_view)>& fn) {
   Statement s(m_db, "SELECT digest FROM refs WHERE snapshot = ?");
   s.bind(1, row_id);
   for (;;) {
     TRY(auto row, s.step());
     if (!row) return {};
-    TRY_VOID(fn(s.blob_view(0)));
+    fn(s.blob_view(0));
   }
 }
 
