@@ -389,8 +389,7 @@ Result<VerifySummary> Store::verify(const VerifyOptions& options) const {
     only.emplace();
     for (const auto& name : options.names) {
       TRY(auto record, m_impl->resolve(db, name));
-      TRY(auto refs, db.snapshot_refs(record.row_id));
-      for (auto& r : refs) only->insert(std::move(r.digest));
+      TRY_VOID(db.each_ref(record.row_id, [&](std::string_view digest) { only->emplace(digest); }));
       only->insert(record.manifest);
     }
   }

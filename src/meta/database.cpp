@@ -54,7 +54,7 @@ Result<std::vector<SnapshotRecord>> query_snapshots(sqlite3* db, const std::stri
 }  // namespace
 
 struct Database::StatementCache {
-  std::unique_ptr<Statement> has_object, object_state, lookup_stat;
+  std::unique_ptr<Statement> has_object, object_state, lookup_stat, refcount_and_size;
 };
 
 Database::Database(sqlite3* db) : m_db(db), m_cache(std::make_unique<StatementCache>()) {}
@@ -178,6 +178,18 @@ Result<ObjectState> Database::object_state(const std::string& digest) {
                                        : ObjectState::collecting;
   s->reset();
   return state;
+}
+
+Result<std::optional<Database::RefcountAndSize>> Database::refcount_and_size(std::string_view digest) {
+  auto& s = m_cache->refcount_and_size;
+  if (!s) s = std::make_unique<Statement>(m_db, "SELECT refcount, disk_bytes FROM objects WHERE digest = ?");
+  s->bind_blob(1, digest);
+  auto row = s->step();
+  std::optional<RefcountAndSize> out;
+  if (row && *row) out = RefcountAndSize{s->i64(0), s->u64(1)};
+  s->reset();
+  if (!row) return std::unexpected(row.error());
+  return out;
 }
 
 Result<std::vector<ObjectRecord>> Database::all_objects() {

@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -181,6 +182,12 @@ class Database {
   // True when the object is recorded and live (referenced by a snapshot).
   Result<bool> has_object(const std::string& digest);
   Result<ObjectState> object_state(const std::string& digest);
+  struct RefcountAndSize {
+    std::int64_t refcount = 0;
+    std::uint64_t disk_bytes = 0;
+  };
+  // nullopt when the object has no row.
+  Result<std::optional<RefcountAndSize>> refcount_and_size(std::string_view digest);
   // Every recorded object except those being collected.
   Result<std::vector<ObjectRecord>> all_objects();
   // The digest and ranges cached for this file, if its stat still matches and the object is live.
@@ -226,13 +233,9 @@ class Database {
   Result<UsageTotals> usage();
   // Unpinned snapshots, least recently used first.
   Result<std::vector<SnapshotRecord>> eviction_order();
-  // (digest, refcount, disk_bytes) of every object a snapshot references.
-  struct RefInfo {
-    std::string digest;
-    std::int64_t refcount = 0;
-    std::uint64_t disk_bytes = 0;
-  };
-  Result<std::vector<RefInfo>> snapshot_refs(std::int64_t row_id);
+  // Calls `fn` with each digest a snapshot references, in digest order (a range scan of refs,
+  // no lookup in objects); the view is valid during the call only.
+  Result<void> each_ref(std::int64_t row_id, const std::function<void(std::string_view digest)>& fn);
   // Evicts snapshots given as (row id, last_used_ns) in one transaction, each unless it has been
   // pinned or used since; element i is false when victim i was not removed.
   Result<std::vector<bool>> evict_snapshots(const std::vector<std::pair<std::int64_t, std::int64_t>>& victims);

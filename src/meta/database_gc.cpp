@@ -40,13 +40,14 @@ Result<std::vector<SnapshotRecord>> Database::eviction_order() {
   return out;
 }
 
-Result<std::vector<Database::RefInfo>> Database::snapshot_refs(std::int64_t row_id) {
-  Statement s(m_db, "SELECT r.digest, o.refcount, o.disk_bytes FROM refs r JOIN objects o ON o.digest = r.digest "
-                    "WHERE r.snapshot = ?");
+Result<void> Database::each_ref(std::int64_t row_id, const std::function<void(std::string_view)>& fn) {
+  Statement s(m_db, "SELECT digest FROM refs WHERE snapshot = ?");
   s.bind(1, row_id);
-  return sql::collect_rows(s, [](const Statement& r) {
-    return RefInfo{r.blob(0), r.i64(1), r.u64(2)};
-  });
+  for (;;) {
+    TRY(auto row, s.step());
+    if (!row) return {};
+    fn(s.blob_view(0));
+  }
 }
 
 // All victims in one transaction: one synchronous commit instead of one per snapshot (26 commits

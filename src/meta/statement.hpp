@@ -44,7 +44,7 @@ class Statement {
     sqlite3_bind_text(m_stmt, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
     return *this;
   }
-  Statement& bind_blob(int i, const std::string& v) {
+  Statement& bind_blob(int i, std::string_view v) {
     sqlite3_bind_blob(m_stmt, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
     return *this;
   }

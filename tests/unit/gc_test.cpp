@@ -407,6 +407,61 @@ TEST_F(GcTest, EvictsLeastRecentlyUsedFirstKeepsPinnedAndDryRunMatchesTheRealRun
   EXPECT_EQ(test::read_file(dir() / "r2/f"), content(2, 40000));
 }
 
+// The plan counts an object freed by the victim whose eviction drops its last reference: once when
+// two victims share it, never when a kept snapshot shares it. For both digest sizes, as the plan
+// keys its counts by the digest's bytes.
+TEST_F(GcTest, EvictionFreesAnObjectOnceWhenVictimsShareItAndNeverWhenAKeptSnapshotDoes) {
+  for (auto algorithm : {DigestAlgorithm::sha256, DigestAlgorithm::xxh3_128}) {
+    SCOPED_TRACE(to_string(algorithm));
+    const fs::path root = dir() / to_string(algorithm);
+    auto opened = Store::open(root, {.digest = algorithm});
+    ASSERT_TRUE(ok(opened));
+    test::write_file(root / "treesnap.toml", "[gc]\nhigh_watermark = 100\nlow_watermark = 99\n");
+    const Store& s = *opened;
+    auto take = [&](const std::string& name, const std::map<std::string, std::string>& files) {
+      test::force_remove(src());
+      test::make_dir(src());
+      for (const auto& [file, data] : files) test::write_file(src(file), data);
+      ASSERT_TRUE(ok(s.snapshot(src(), {.name = name})));
+    };
+    const std::string shared_by_victims = content(1, 20000), shared_with_kept = content(2, 30000);
+    const std::string only_a = content(3, 40000), only_b = content(4, 50000);
+    take("a", {{"v", shared_by_victims}, {"k", shared_with_kept}, {"a", only_a}});
+    take("b", {{"v", shared_by_victims}, {"b", only_b}});
+    take("kept", {{"k", shared_with_kept}});
+    ASSERT_TRUE(ok(s.pin("kept", true)));
+    auto on_disk = [&](std::string_view data) {
+      return blocks(test::object_path(root, to_hex(hash_bytes(algorithm, data))));
+    };
+    auto manifest_on_disk = [&](const std::string& name) {
+      auto shown = s.show(name);
+      return shown ? blocks(test::object_path(root, shown->id)) : 0;
+    };
+    const std::uint64_t a_bytes = on_disk(only_a) + manifest_on_disk("a");
+    const std::uint64_t b_bytes = on_disk(shared_by_victims) + on_disk(only_b) + manifest_on_disk("b");
+
+    auto planned = s.gc({.dry_run = true, .max_size = 1});  // unmet: every unpinned snapshot goes
+    ASSERT_TRUE(ok(planned));
+    ASSERT_EQ(planned->evicted.size(), 2u);
+    EXPECT_EQ(planned->evicted[0].name, "a:latest");
+    EXPECT_EQ(planned->evicted[0].objects, 2u);  // only_a and its manifest
+    EXPECT_EQ(planned->evicted[0].bytes, a_bytes);
+    EXPECT_EQ(planned->evicted[1].name, "b:latest");
+    EXPECT_EQ(planned->evicted[1].objects, 3u);  // shared_by_victims, only_b and its manifest
+    EXPECT_EQ(planned->evicted[1].bytes, b_bytes);
+    EXPECT_EQ(planned->objects_removed, 5u);
+    EXPECT_EQ(planned->bytes_removed, a_bytes + b_bytes);
+    EXPECT_EQ(planned->bytes_freed, a_bytes + b_bytes);
+
+    auto done = s.gc({.max_size = 1});
+    ASSERT_TRUE(ok(done));
+    EXPECT_EQ(done->objects_removed, planned->objects_removed);
+    EXPECT_EQ(done->bytes_freed, planned->bytes_freed);
+    EXPECT_FALSE(test::exists_nofollow(test::object_path(root, to_hex(hash_bytes(algorithm, shared_by_victims)))));
+    EXPECT_TRUE(test::exists_nofollow(test::object_path(root, to_hex(hash_bytes(algorithm, shared_with_kept)))));
+  }
+}
+
 TEST_F(GcTest, AnObjectHardlinkedFromARestoredTreeFreesNothing) {
   const std::string linked = content(5, 64 * 1024), copied = content(6, 64 * 1024);
   test::write_file(src("linked"), linked, 0444);
