@@ -34,6 +34,11 @@ namespace {
 // round's unlinks (~0.2 s per 20k objects here) instead of a 1,000-object round's.
 constexpr std::size_t k_batch = 100'000;
 
+// How much of the database gc maps for its reads: address space only. SQLite's usual ceiling
+// (SQLITE_MAX_MMAP_SIZE, 2 GiB less 64 KiB), about four times a 1M-object store's database;
+// pages beyond it are read as before.
+constexpr std::uint64_t k_gc_map_bytes = 0x7fff0000;
+
 // A claim at least this big checkpoints beside its unlinks (Collector::sweep).
 constexpr std::size_t k_checkpoint_batch = 1'000;
 
@@ -462,6 +467,8 @@ Result<GcReport> collect_garbage(const ObjectStore& store, const std::string& db
   GcReport report;
   report.dry_run = options.dry_run;
   TRY_VOID(db.defer_checkpoints());  // the sweep checkpoints beside its unlinks
+  // The plan's scan of the victims' refs: 1.25 s -> 0.75 s at 1M objects (146 victims, 1.46M refs).
+  TRY_VOID(db.map_for_reads(k_gc_map_bytes));
   Collector collector(store, db, db_path, *lease, options, report);
   TRY_VOID(collector.roots());
   timer.phase("roots");

@@ -166,6 +166,10 @@ class Database {
   // Copies the committed WAL pages into the database file as far as readers allow, waiting for
   // no one (PASSIVE): what an auto-checkpoint does after a commit.
   Result<void> checkpoint() { return exec("PRAGMA wal_checkpoint(PASSIVE)"); }
+  // Reads pages through a shared mapping of up to `bytes` of the database file instead of a
+  // pread and a copy each (SQLite's memory-mapped I/O; writes still go through the WAL). For
+  // connections that read a large part of the file: gc's plan reads over a million refs.
+  Result<void> map_for_reads(std::uint64_t bytes) { return exec(("PRAGMA mmap_size=" + std::to_string(bytes)).c_str()); }
   Result<void> set_info_if_absent(const std::string& key, const std::string& value);
 
   // A read transaction around many lookups: one lock and one snapshot of the database instead of
