@@ -71,7 +71,7 @@ class Updater {
     timer.phase("place");
     TRY_VOID(finish_directories());
     timer.phase("directories");
-    TRY_VOID(amend_record(outcome));
+    TRY_VOID(prepare_record(outcome));
     TRY_VOID(stamp_files(outcome));
     timer.phase("stamps");
     for (auto& c : m_conflicts) {
@@ -504,10 +504,11 @@ class Updater {
     return {};
   }
 
-  // The record: amended when there is one (a kept file treesnap restored and nobody changed keeps
-  // its row, as after a restore; stat'ing and rewriting 46k rows of the Python stdlib for one
-  // changed file took 0.5 s), else written anew from the kept and placed files.
-  Result<void> amend_record(RestoreOutcome& outcome) {
+  // Fills in what record_restored_tree writes once the tree is done: the record amended when
+  // there is one (a kept file treesnap restored and nobody changed keeps its row, as after a
+  // restore; stat'ing and rewriting 46k rows of the Python stdlib for one changed file took
+  // 0.5 s), else written anew from the kept and placed files.
+  Result<void> prepare_record(RestoreOutcome& outcome) {
     std::unordered_set<std::string_view> rows_kept;
     for (std::size_t i = 1; i < m_new.size(); ++i) {
       if (m_action[i] != Action::keep || m_new[i].type == EntryType::directory) continue;
