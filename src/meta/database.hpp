@@ -240,9 +240,19 @@ class Database {
   // Calls `fn` with each digest a snapshot references, in digest order (a range scan of refs,
   // no lookup in objects); the view is valid during the call only.
   Result<void> each_ref(std::int64_t row_id, const std::function<void(std::string_view digest)>& fn);
+  // What removing a set of snapshots takes from one object: `count` references whose snapshot
+  // ids sum to `id_sum`.
+  struct DroppedRefs {
+    std::string_view digest;
+    std::int64_t count = 0;
+    std::int64_t id_sum = 0;
+  };
   // Evicts snapshots given as (row id, last_used_ns) in one transaction, each unless it has been
-  // pinned or used since; element i is false when victim i was not removed.
-  Result<std::vector<bool>> evict_snapshots(const std::vector<std::pair<std::int64_t, std::int64_t>>& victims);
+  // pinned or used since; element i is false when victim i was not removed. `dropped` is what
+  // all the victims' refs take from each object, as the caller read them (a snapshot's refs
+  // never change): used when every victim goes, else recounted from refs.
+  Result<std::vector<bool>> evict_snapshots(const std::vector<std::pair<std::int64_t, std::int64_t>>& victims,
+                                            std::vector<DroppedRefs> dropped = {});
 
   // Adds a lease row; its started_seq is a fresh value of usage.seq.
   Result<LeaseRecord> add_lease(const std::string& kind, std::int64_t pid, const std::string& host,
@@ -341,7 +351,9 @@ class Database {
   // Deletes snapshots' rows and refs the same way, all of them as one set: refcounts, orphaning,
   // the usage row's orphan totals and the unique figures of the snapshots left holding an object
   // alone, as refs_removed would row by row.
-  Result<void> remove_snapshots(const std::vector<std::int64_t>& snapshots);
+  // `dropped`, when given, is what the snapshots' refs take from each object (else counted here).
+  Result<void> remove_snapshots(const std::vector<std::int64_t>& snapshots,
+                                std::vector<DroppedRefs>* dropped = nullptr);
   // Fingerprint of a freshly published object; takes it out of quarantine.
   Result<void> put_published(const std::string& digest, const std::string& name, const FileStamp& stamp);
   Result<std::vector<CollectCandidate>> orphans_query(std::int64_t self, std::size_t limit);

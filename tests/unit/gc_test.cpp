@@ -204,6 +204,30 @@ TEST_F(GcTest, BulkRefChangesKeepTheFiguresARecountGives) {
   EXPECT_EQ(miscounted(), 0) << "after the aborted commit";
 }
 
+// Eviction takes the plan's count of the victims' refs only when every victim still goes; when
+// one was used since the plan, the refs of those that go are counted again.
+TEST_F(GcTest, EvictionRecountsDroppedRefsWhenAVictimWasUsedSinceThePlan) {
+  const std::string shared = content(50, 3000), only_a = content(51, 4000), only_b = content(52, 5000);
+  snapshot("a", {{"s", shared}, {"x", only_a}});
+  snapshot("b", {{"s", shared}, {"y", only_b}});
+  const auto a = query("SELECT id FROM snapshots WHERE name = 'a'");
+  const auto b = query("SELECT id FROM snapshots WHERE name = 'b'");
+  const auto a_used = query("SELECT last_used_ns FROM snapshots WHERE name = 'a'");
+  const auto b_used = query("SELECT last_used_ns FROM snapshots WHERE name = 'b'");
+  auto db = Database::open(db_path(), false);
+  ASSERT_TRUE(ok(db));
+  // Deliberately wrong counts: taking them would leave `shared` with refcount 2 - 5.
+  const std::string shared_digest = sha(shared);
+  std::vector<Database::DroppedRefs> wrong{{shared_digest, 5, a + b + 99}};
+  auto evicted = db->evict_snapshots({{a, a_used}, {b, b_used + 1}}, wrong);  // b "used since"
+  ASSERT_TRUE(ok(evicted));
+  EXPECT_EQ(*evicted, (std::vector<bool>{true, false}));
+  EXPECT_EQ(miscounted(), 0);
+  EXPECT_EQ(refcount(shared_digest), 1);
+  EXPECT_EQ(refcount(sha(only_a)), 0);
+  EXPECT_EQ(query("SELECT unique_objects FROM snapshots WHERE name = 'b'"), 3);  // s, y and its manifest
+}
+
 TEST_F(GcTest, RemovesExactlyTheOrphansTheirRowsAndTheirVariants) {
   const std::string keep = content(1, 9000), lose = content(2, 9000);
   // Two read-only names of one content with different mtimes: a strict-metadata hardlink restore
