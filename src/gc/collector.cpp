@@ -267,14 +267,13 @@ class Collector {
     dropped.reserve(plan.victim_objects.size());
     for (const auto& [digest, object] : plan.victim_objects)
       dropped.push_back({digest.view(), object.dropped, object.id_sum});
-    TRY(auto evicted, m_db.evict_snapshots(victims, std::move(dropped)));
-    for (std::size_t i = 0; i < evicted.size(); ++i)
-      if (evicted[i]) m_report.evicted.push_back(plan.evictions[i].second);
-    timer.phase("evict");
-    for (;;) {
-      TRY(auto batch, m_db.claim_orphans(m_lease.id(), k_batch));
-      timer.phase("claim");
-      if (batch.empty()) break;
+    // The first claim commits with the eviction: an eviction of 10% of the 1M-object bench store
+    // dirtied most pages of `objects` and the claim then dirtied them again, two commits of them.
+    TRY(auto first, m_db.evict_and_claim(victims, std::move(dropped), m_lease.id(), k_batch));
+    for (std::size_t i = 0; i < first.evicted.size(); ++i)
+      if (first.evicted[i]) m_report.evicted.push_back(plan.evictions[i].second);
+    timer.phase(victims.empty() ? "claim" : "evict and claim");
+    for (auto batch = std::move(first.claimed); !batch.empty();) {
       // The claim rewrote most of the objects table's pages (at random digests); its commit left
       // them in the WAL (defer_checkpoints) and another connection copies them into the database
       // file while this thread unlinks: writes and an fsync overlap system calls. It was 0.15-0.3 s
@@ -290,6 +289,8 @@ class Collector {
       timer.phase("unlink");
       TRY_VOID(m_db.finish_collected(m_lease.id()));
       timer.phase("delete");
+      TRY(batch, m_db.claim_orphans(m_lease.id(), k_batch));
+      timer.phase("claim");
     }
     return {};
   }

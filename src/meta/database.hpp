@@ -253,6 +253,14 @@ class Database {
   // never change): used when every victim goes, else recounted from refs.
   Result<std::vector<bool>> evict_snapshots(const std::vector<std::pair<std::int64_t, std::int64_t>>& victims,
                                             std::vector<DroppedRefs> dropped = {});
+  struct EvictedAndClaimed {
+    std::vector<bool> evicted;
+    std::vector<CollectCandidate> claimed;
+  };
+  // evict_snapshots, then claim_orphans, in one transaction: the claim deletes rows on the pages
+  // of `objects` the eviction's refcount updates dirtied, and one commit writes them once.
+  Result<EvictedAndClaimed> evict_and_claim(const std::vector<std::pair<std::int64_t, std::int64_t>>& victims,
+                                            std::vector<DroppedRefs> dropped, std::int64_t self, std::size_t limit);
 
   // Adds a lease row; its started_seq is a fresh value of usage.seq.
   Result<LeaseRecord> add_lease(const std::string& kind, std::int64_t pid, const std::string& host,

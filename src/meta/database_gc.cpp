@@ -72,6 +72,16 @@ Result<std::vector<bool>> Database::evict_snapshots(const std::vector<std::pair<
   });
 }
 
+Result<Database::EvictedAndClaimed> Database::evict_and_claim(
+    const std::vector<std::pair<std::int64_t, std::int64_t>>& victims, std::vector<DroppedRefs> dropped,
+    std::int64_t self, std::size_t limit) {
+  return in_transaction([&]() -> Result<EvictedAndClaimed> {
+    TRY(auto evicted, evict_snapshots(victims, std::move(dropped)));
+    TRY(auto claimed, claim_orphans(self, limit));
+    return EvictedAndClaimed{std::move(evicted), std::move(claimed)};
+  });
+}
+
 Result<LeaseRecord> Database::add_lease(const std::string& kind, std::int64_t pid, const std::string& host,
                                         const std::string& boot, std::int64_t now, std::int64_t expires) {
   return in_transaction([&]() -> Result<LeaseRecord> {
