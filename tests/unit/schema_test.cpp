@@ -202,7 +202,7 @@ TEST_F(SchemaTest, MigratesAVersion6DatabaseWithObjectsBeingCollected) {
 
   auto db = Database::open(path, false);
   ASSERT_TRUE(ok(db));
-  EXPECT_EQ(**db->get_info("schema_version"), "7");
+  EXPECT_EQ(**db->get_info("schema_version"), std::to_string(k_schema_version));
   auto state = db->object_state(std::string(1, '\x05'));
   ASSERT_TRUE(ok(state));
   EXPECT_EQ(*state, ObjectState::collecting);
