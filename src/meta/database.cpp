@@ -161,11 +161,12 @@ Result<bool> Database::has_object(const std::string& digest) {
 }
 
 // One statement, so the two tables are read in one snapshot: a claim moves a row between them.
+// `collecting` first: a claimed object keeps its `objects` row until the collector drops it.
 Result<ObjectState> Database::object_state(const std::string& digest) {
   auto& s = m_cache->object_state;
   if (!s)
-    s = std::make_unique<Statement>(m_db, "SELECT refcount, quarantined_ns FROM objects WHERE digest = ?1 "
-                                          "UNION ALL SELECT -1, 0 FROM collecting WHERE digest = ?1");
+    s = std::make_unique<Statement>(m_db, "SELECT -1, 0 FROM collecting WHERE digest = ?1 "
+                                          "UNION ALL SELECT refcount, quarantined_ns FROM objects WHERE digest = ?1");
   s->bind_blob(1, digest);
   auto row = s->step();
   if (!row) {

@@ -257,8 +257,7 @@ class Database {
     std::vector<bool> evicted;
     std::vector<CollectCandidate> claimed;
   };
-  // evict_snapshots, then claim_orphans, in one transaction: the claim deletes rows on the pages
-  // of `objects` the eviction's refcount updates dirtied, and one commit writes them once.
+  // evict_snapshots, then claim_orphans, in one transaction: one synchronous commit.
   Result<EvictedAndClaimed> evict_and_claim(const std::vector<std::pair<std::int64_t, std::int64_t>>& victims,
                                             std::vector<DroppedRefs> dropped, std::int64_t self, std::size_t limit);
 
@@ -273,22 +272,28 @@ class Database {
   Result<ObjectState> hold_object(const std::string& digest);
   // The lease id of the collector deleting `digest`, if it is being collected.
   Result<std::optional<std::int64_t>> collector_of(const std::string& digest);
-  // Removes the row of an object whose collector died mid-way (its file may or may not remain:
-  // an unrecorded file, trusted by publish only after re-hashing).
+  // Removes the rows of an object whose collector died mid-way, in `collecting` and, if the
+  // collector had not dropped it yet, in `objects` (its file may or may not remain: an unrecorded
+  // file, trusted by publish only after re-hashing).
   Result<void> drop_abandoned(const std::string& digest, std::int64_t dead_collector);
 
   // Orphans that no lease protects: orphaned before the oldest lease other than `self` and
   // not kind "gc" started. Read only (the dry run's answer).
   Result<std::vector<CollectCandidate>> collectable_orphans(std::int64_t self, std::size_t limit);
-  // Marks up to `limit` of those as being collected by `self` (refcount -1) and returns them; the
-  // same transaction re-checks every condition.
+  // Claims up to `limit` of those for `self` (rows in `collecting`) and returns them; the same
+  // transaction re-checks every condition and takes them out of the usage row. Their rows in
+  // `objects` stay until drop_claimed_rows: an object in both tables is being collected, and
+  // its file may already be gone.
   Result<std::vector<CollectCandidate>> claim_orphans(std::int64_t self, std::size_t limit);
+  // Deletes the `objects` rows of what `self` has claimed. The claim is committed, so nothing can
+  // take these objects back: gc runs this beside the unlinks (Collector::sweep).
+  Result<void> drop_claimed_rows(std::int64_t self);
   // Takes over objects left in collection by collectors that have no lease any more: killed ones
   // (whose dead leases the caller removed first) and ones that stopped on an error (their lease
-  // went with them, their claims stayed).
+  // went with them, their claims stayed), and drops the `objects` rows they left.
   Result<std::vector<CollectCandidate>> claim_abandoned(std::int64_t self);
-  // Deletes the rows of every object `self` has claimed: call it once the files of all of them
-  // are gone.
+  // Deletes the `collecting` rows of every object `self` has claimed: call it once the files of
+  // all of them are gone and drop_claimed_rows has run.
   Result<void> finish_collected(std::int64_t self);
   // Any row, whatever its state (the --full sweep's question).
   Result<bool> is_recorded(const std::string& digest);
