@@ -4,11 +4,17 @@
 //   treesnap_gen_store STORE OBJECTS SNAPSHOTS ENTRIES BIG BIG_ENTRIES
 //   treesnap_gen_store --tree DIR FIRST COUNT     (the same objects as files, for ostree)
 //   treesnap_gen_store --unlink-floor DIR COUNT THREADS
+//   treesnap_gen_store --unlink-list OBJECTS_DIR LIST THREADS
 //
 // --unlink-floor is the floor gc cannot beat: it writes COUNT files of the same sizes as the
 // objects into 256 shard directories under DIR, named like objects (64 hex digits), syncs, then
 // times a bare loop of one unlinkat per file (THREADS threads, each taking whole shards) and
 // prints the seconds. No database, no stat, no process start.
+//
+// --unlink-list times the same loop over existing files: the objects named in LIST (one hex digest
+// per line) under a store's objects/ directory. Files the generator wrote with the store are as
+// cold or warm in the caches as the ones gc removes; fresh ones are hotter, so the floor from
+// --unlink-floor is lower than what the same calls cost on the store's own files.
 //
 // Object i is 16-64 bytes of content no other index gives. BIG snapshots "big1".."bigN" hold
 // BIG_ENTRIES objects each that nothing else references (the last BIG*BIG_ENTRIES objects); the
@@ -124,6 +130,45 @@ int generate(const std::string& root, std::uint64_t objects, std::uint64_t snaps
   return 0;
 }
 
+// One unlinkat per name on `threads` threads, each taking whole shards; prints the seconds.
+void time_unlinks(const std::vector<int>& shards, const std::vector<std::vector<std::string>>& names, unsigned threads) {
+  const auto start = std::chrono::steady_clock::now();
+  std::atomic<int> next{0};
+  std::vector<std::thread> pool;
+  for (unsigned t = 0; t < std::max(1u, threads); ++t)
+    pool.emplace_back([&] {
+      for (int s; (s = next.fetch_add(1)) < 256;)
+        for (const auto& n : names[s])
+          if (::unlinkat(shards[s], n.c_str(), 0) != 0) die("unlink " + n);
+    });
+  for (auto& t : pool) t.join();
+  const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
+  std::printf("%.4f\n", took.count());
+}
+
+int unlink_list(const std::string& objects, const std::string& list, unsigned threads) {
+  std::vector<int> shards(256);
+  for (int s = 0; s < 256; ++s) {
+    const std::string sub = fmt::format("{}/{:02x}", objects, s);
+    shards[s] = ::open(sub.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (shards[s] < 0) die("open " + sub);
+  }
+  std::vector<std::vector<std::string>> names(256);
+  FILE* in = std::fopen(list.c_str(), "r");
+  if (!in) die("open " + list);
+  char line[256];
+  while (std::fgets(line, sizeof line, in)) {
+    std::string hex(line);
+    while (!hex.empty() && (hex.back() == '\n' || hex.back() == '\r')) hex.pop_back();
+    if (hex.size() < 3) continue;
+    names[std::stoi(hex.substr(0, 2), nullptr, 16)].push_back(hex);
+  }
+  std::fclose(in);
+  time_unlinks(shards, names, threads);
+  for (int fd : shards) ::close(fd);
+  return 0;
+}
+
 int unlink_floor(const std::string& dir, std::uint64_t count, unsigned threads) {
   ::mkdir(dir.c_str(), 0755);
   std::vector<int> shards(256);
@@ -151,18 +196,7 @@ int unlink_floor(const std::string& dir, std::uint64_t count, unsigned threads) 
     names[shard].push_back(std::move(name));
   }
   ::sync();
-  const auto start = std::chrono::steady_clock::now();
-  std::atomic<int> next{0};
-  std::vector<std::thread> pool;
-  for (unsigned t = 0; t < std::max(1u, threads); ++t)
-    pool.emplace_back([&] {
-      for (int s; (s = next.fetch_add(1)) < 256;)
-        for (const auto& n : names[s])
-          if (::unlinkat(shards[s], n.c_str(), 0) != 0) die("unlink " + n);
-    });
-  for (auto& t : pool) t.join();
-  const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
-  std::printf("%.4f\n", took.count());
+  time_unlinks(shards, names, threads);
   for (int fd : shards) ::close(fd);
   return 0;
 }
@@ -176,11 +210,14 @@ int main(int argc, char** argv) {
   using namespace treesnap;
   if (argc == 5 && std::string(argv[1]) == "--unlink-floor")
     return unlink_floor(argv[2], number(argv[3]), static_cast<unsigned>(number(argv[4])));
+  if (argc == 5 && std::string(argv[1]) == "--unlink-list")
+    return unlink_list(argv[2], argv[3], static_cast<unsigned>(number(argv[4])));
   if (argc == 5 && std::string(argv[1]) == "--tree") return write_tree(argv[2], number(argv[3]), number(argv[4]));
   if (argc != 7) {
     std::fprintf(stderr, "usage: treesnap_gen_store STORE OBJECTS SNAPSHOTS ENTRIES BIG BIG_ENTRIES\n"
                          "       treesnap_gen_store --tree DIR FIRST COUNT\n"
-                         "       treesnap_gen_store --unlink-floor DIR COUNT THREADS\n");
+                         "       treesnap_gen_store --unlink-floor DIR COUNT THREADS\n"
+                         "       treesnap_gen_store --unlink-list OBJECTS_DIR LIST THREADS\n");
     return 2;
   }
   return generate(argv[1], number(argv[2]), number(argv[3]), number(argv[4]), number(argv[5]), number(argv[6]));
