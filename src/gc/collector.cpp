@@ -196,10 +196,17 @@ class Collector {
     const std::uint64_t need = free_needed(m_options, fs);
     if (!m_options.dry_run && m_options.max_size == 0 && need == 0) return plan;
     TRY(plan.orphans, m_db.collectable_orphans(m_lease.id(), std::numeric_limits<std::int64_t>::max()));
+    // What removal frees (a stat per object) decides only a free-space target and the dry run's
+    // report; --max-size compares recorded sizes, and the sweep measures as it unlinks. Skipping
+    // it took 100k stats out of the 1M-object bench's eviction.
+    const bool measure = m_options.dry_run || need > 0;
+    auto removal_of = [&](std::string_view digest) -> Result<Removal> {
+      return measure ? measure_removal(m_store, m_variants, std::string(digest)) : Result<Removal>(Removal{});
+    };
     std::uint64_t recorded = usage.disk_bytes;
     std::uint64_t free = fs.free;
     for (const auto& o : plan.orphans) {
-      TRY(auto r, measure_removal(m_store, m_variants, o.digest));
+      TRY(auto r, removal_of(o.digest));
       recorded -= std::min(recorded, o.disk_bytes);
       free += r.freed;
       m_planned.objects += 1;
@@ -232,7 +239,7 @@ class Collector {
         it->second.dropped += 1;
         it->second.id_sum += snap.row_id;
         if (--it->second.refcount != 0) continue;
-        TRY(auto removal, measure_removal(m_store, m_variants, std::string(digest.view())));
+        TRY(auto removal, removal_of(digest.view()));
         ev.objects += 1;
         ev.bytes += it->second.disk_bytes;
         ev.freed_bytes += removal.freed;

@@ -451,6 +451,30 @@ TEST_F(GcTest, EvictsLeastRecentlyUsedFirstKeepsPinnedAndDryRunMatchesTheRealRun
 // The plan counts an object freed by the victim whose eviction drops its last reference: once when
 // two victims share it, never when a kept snapshot shares it. For both digest sizes, as the plan
 // keys its counts by the digest's bytes.
+// A free-space target is met by what removal really frees, measured in the plan even when it
+// is not a dry run (a size target alone skips those stats). Snapshots of 64 MiB and a target 96
+// MiB above the free space now: the two least recently used must go, not the third, and the
+// margin absorbs 32 MiB of other writers on the file system either way.
+TEST_F(GcTest, AFreeSpaceTargetEvictsUntilWhatRemovalFreesMeetsIt) {
+  constexpr std::size_t k_size = 64u << 20;
+  snapshot("a", {{"f", content(21, k_size)}});
+  snapshot("b", {{"f", content(22, k_size)}});
+  snapshot("c", {{"f", content(23, k_size)}});
+  auto before = store().gc({.dry_run = true});
+  ASSERT_TRUE(ok(before));
+  auto done = store().gc({.min_free_bytes = before->fs_free_before + (96u << 20)});
+  ASSERT_TRUE(ok(done));
+  ASSERT_EQ(done->evicted.size(), 2u);
+  EXPECT_EQ(done->evicted[0].name, "a:latest");
+  EXPECT_EQ(done->evicted[1].name, "b:latest");
+  EXPECT_TRUE(done->target_met);
+  EXPECT_GE(done->bytes_freed, 2 * k_size);
+  auto listed = store().list();
+  ASSERT_TRUE(ok(listed));
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].name, "c:latest");
+}
+
 TEST_F(GcTest, EvictionFreesAnObjectOnceWhenVictimsShareItAndNeverWhenAKeptSnapshotDoes) {
   for (auto algorithm : {DigestAlgorithm::sha256, DigestAlgorithm::xxh3_128}) {
     SCOPED_TRACE(to_string(algorithm));
