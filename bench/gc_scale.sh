@@ -7,8 +7,8 @@
 #   - `treesnap gc --max-size`: evict least recently used snapshots until the store is
 #     EVICT_PERCENT% smaller (each round evicts other snapshots of the same kind);
 #   - the floor: BIG_ENTRIES bare unlinkat calls of files like the objects, on 1 and 2 threads,
-#     fresh ones (hot in the caches) and, once, the store's own files of one more big snapshot
-#     (written with the store, as cold or warm as those gc removes);
+#     fresh ones (hot in the caches) and, once, BIG_ENTRIES of the store's own object files spread
+#     over all shards (written with the store, as cold or warm as those gc removes);
 #   - beside `ostree prune --refs-only` after `ostree refs --delete` of a commit of the same
 #     BIG_ENTRIES files, in a bare repository holding OSTREE_COMMITS window commits too.
 # Prints a markdown table of medians (and min-max) over ROUNDS runs.
@@ -60,7 +60,7 @@ seconds() {
 record() { printf '%s\t%s\n' "$1" "$2" >>"$RESULTS"; }
 ts() { "$TREESNAP" --store "$STORE" "$@"; }
 
-big=$((ROUNDS + 1))  # the last one's files give the store's own unlink floor
+big=$ROUNDS
 log "generating $OBJECTS objects, $SNAPSHOTS snapshots ($big of $BIG_ENTRIES entries, the rest $ENTRIES)"
 gen_s=$(seconds "$GEN" "$STORE" "$OBJECTS" "$SNAPSHOTS" "$ENTRIES" "$big" "$BIG_ENTRIES")
 printf '[gc]\nhigh_watermark = 100\nlow_watermark = 99\n' >"$STORE/treesnap.toml"
@@ -83,14 +83,18 @@ for r in $(seq 1 "$ROUNDS"); do
   done
 done
 ts --json gc --max-size 1 --dry-run | jq '.evicted | length' >"$TMP/evictable"
-# The store's own floor: bare unlinks of the files only the last big snapshot holds, on 2 threads
-# like gc. It leaves rows without files, so it comes after every treesnap measurement.
-python3 - "$STORE/treesnap.db" "big$big" >"$TMP/floor.list" <<'PY'
+# The store's own floor: bare unlinks of BIG_ENTRIES object files (every k-th digest, so all
+# shards), on 2 threads like gc. It leaves rows without files, so it comes after every treesnap
+# measurement.
+python3 - "$STORE/treesnap.db" "$BIG_ENTRIES" >"$TMP/floor.list" <<'PY'
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
-for (d,) in db.execute("SELECT lower(hex(r.digest)) FROM refs r JOIN snapshots s ON s.id = r.snapshot "
-                       "JOIN objects o ON o.digest = r.digest WHERE s.name = ? AND o.refcount = 1", (sys.argv[2],)):
-    print(d)
+count = int(sys.argv[2])
+total = db.execute("SELECT count(*) FROM objects").fetchone()[0]
+every = max(1, total // count)
+for n, (d,) in enumerate(db.execute("SELECT lower(hex(digest)) FROM objects ORDER BY digest")):
+    if n % every == 0 and n // every < count:
+        print(d)
 PY
 record floor_store "$("$GEN" --unlink-list "$STORE/objects" "$TMP/floor.list" 2)"
 
@@ -99,14 +103,14 @@ if ((OSTREE_COMMITS > 0)) && command -v ostree >/dev/null; then
   ostree init --repo="$REPO" --mode=bare >/dev/null
   pool=$((OBJECTS - big * BIG_ENTRIES))
   step=$(((pool - ENTRIES) / (SNAPSHOTS - big - 1)))
-  log "ostree: $OSTREE_COMMITS window commits of $ENTRIES files, $ROUNDS commits of $BIG_ENTRIES"
+  log "ostree: $OSTREE_COMMITS window commits of $ENTRIES files, $big commits of $BIG_ENTRIES"
   start=$(date +%s)
   for c in $(seq 0 $((OSTREE_COMMITS - 1))); do
     rm -rf "$TMP/mnt/tree" && mkdir "$TMP/mnt/tree"
     "$GEN" --tree "$TMP/mnt/tree" $((c * step)) "$ENTRIES"
     ostree commit --repo="$REPO" --branch="s$c" --tree=dir="$TMP/mnt/tree" --no-xattrs >/dev/null
   done
-  for r in $(seq 1 "$ROUNDS"); do
+  for r in $(seq 1 "$big"); do
     rm -rf "$TMP/mnt/tree" && mkdir "$TMP/mnt/tree"
     "$GEN" --tree "$TMP/mnt/tree" $((pool + (r - 1) * BIG_ENTRIES)) "$BIG_ENTRIES"
     ostree commit --repo="$REPO" --branch="big$r" --tree=dir="$TMP/mnt/tree" --no-xattrs >/dev/null
@@ -114,7 +118,7 @@ if ((OSTREE_COMMITS > 0)) && command -v ostree >/dev/null; then
   rm -rf "$TMP/mnt/tree"
   sync
   log "ostree repository written in $(($(date +%s) - start))s: $(find "$REPO/objects" -type f | wc -l) objects"
-  for r in $(seq 1 "$ROUNDS"); do
+  for r in $(seq 1 "$big"); do
     ostree refs --repo="$REPO" --delete "big$r"
     record ostree_prune "$(seconds ostree prune --repo="$REPO" --refs-only)"
   done
@@ -140,7 +144,7 @@ for k, label, target in [("rm", f"`treesnap rm` of a {int(big):,}-object snapsho
                          ("gc", f"`treesnap gc` after it ({int(big):,} orphans)", "< 1 s"),
                          ("floor1", f"floor: {int(big):,} bare `unlinkat` of such files, 1 thread", "—"),
                          ("floor2", f"floor: the same, 2 threads (whole shards each)", "—"),
-                         ("floor_store", f"floor: {int(big):,} bare `unlinkat` of the store's own files, 2 threads (one run)", "—"),
+                         ("floor_store", f"floor: {int(big):,} bare `unlinkat` of the store's own object files, 2 threads (one run)", "—"),
                          ("du", "`treesnap du`", "< 100 ms"),
                          ("evict", f"`treesnap gc --max-size` (store {evict}% smaller)", "< 5 s"),
                          ("ostree_prune", f"`ostree prune --refs-only` after deleting a {int(big):,}-file ref ({ocommits} other commits)", "—")]:
