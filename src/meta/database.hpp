@@ -286,7 +286,7 @@ class Database {
   // its file may already be gone.
   Result<std::vector<CollectCandidate>> claim_orphans(std::int64_t self, std::size_t limit);
   // Deletes the `objects` rows of what `self` has claimed. The claim is committed, so nothing can
-  // take these objects back: gc runs this beside the unlinks (Collector::sweep).
+  // take these objects back: gc runs this beside the unlinks (Collector::unlink_and_drop_rows).
   Result<void> drop_claimed_rows(std::int64_t self);
   // Takes over objects left in collection by collectors that have no lease any more: killed ones
   // (whose dead leases the caller removed first) and ones that stopped on an error (their lease

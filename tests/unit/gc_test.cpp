@@ -363,6 +363,29 @@ TEST_F(GcTest, HoldingAnOrphanProtectsItAndAnAbandonedCollectionIsDropped) {
   EXPECT_EQ(miscounted(), 0);
 }
 
+// verify hashes an object a gc has claimed but not yet unlinked: the claim deleted its
+// fingerprints, and none may come back for a file that is about to go.
+TEST_F(GcTest, VerifyRecordsNoFingerprintForAnObjectBeingCollected) {
+  const std::string data = content(11, 3000);
+  snapshot("s", {{"f", data}});
+  ASSERT_TRUE(ok(store().remove("s")));
+  auto db = Database::open(db_path(), false);
+  ASSERT_TRUE(ok(db));
+  auto collector = db->add_lease("gc", ::getpid(), host_name(), boot_id(), now_ns(), now_ns() + k_hour_ns);
+  ASSERT_TRUE(ok(collector));
+  ASSERT_TRUE(ok(db->claim_orphans(collector->id, 10)));
+  const char* fingerprints = "SELECT count(*) FROM fingerprints WHERE digest = ?";
+  EXPECT_EQ(column_of(sha(data), fingerprints), 0);
+  auto verify = store().verify({});
+  ASSERT_TRUE(ok(verify));
+  EXPECT_TRUE(verify->bad.empty());
+  EXPECT_EQ(column_of(sha(data), fingerprints), 0);
+  ASSERT_TRUE(ok(db->remove_lease(collector->id)));
+  ASSERT_TRUE(ok(store().gc({})));
+  EXPECT_EQ(column_of(sha(data), fingerprints), 0);
+  EXPECT_FALSE(test::exists_nofollow(object(sha(data))));
+}
+
 TEST_F(GcTest, AbandonedCollectionIsFinishedByTheNextGc) {
   const std::string data = content(10, 2000);
   snapshot("s", {{"f", data}});
