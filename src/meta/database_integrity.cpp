@@ -143,9 +143,10 @@ Result<std::vector<Fingerprint>> Database::fingerprints_of_inode(std::uint64_t i
 Result<void> Database::put_fingerprints(const std::vector<Fingerprint>& rows) {
   if (rows.empty()) return {};
   return in_transaction([&]() -> Result<void> {
-    Statement s(m_db, "INSERT OR REPLACE INTO fingerprints(name, digest, ino, size, mtime_ns, ctime_ns, mode) "
-                      "SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE EXISTS (SELECT 1 FROM objects WHERE digest = ?2) "
-                      "AND NOT EXISTS (SELECT 1 FROM collecting WHERE digest = ?2)");
+    Statement s(m_db, fmt::format("INSERT OR REPLACE INTO fingerprints({}) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 "
+                                  "WHERE EXISTS (SELECT 1 FROM objects WHERE digest = ?2) "
+                                  "AND NOT EXISTS (SELECT 1 FROM collecting WHERE digest = ?2)",
+                                  k_fingerprint_columns).c_str());
     for (const auto& f : rows) {
       s.bind_text(1, f.name).bind_blob(2, f.digest);
       TRY_VOID(bind_stamp(s, 3, f.stamp).run());
