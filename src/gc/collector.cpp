@@ -5,9 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <map>
 #include <set>
@@ -119,32 +117,9 @@ Result<Removal> remove_object_files(const ObjectStore& store, VariantIndex& vari
   return removal;
 }
 
-// A digest held in place (SHA-256's 32 bytes or xxh3_128's 16), so that a hash key costs no
-// allocation; hashed by its first 8 bytes, which are as uniform as the whole.
-class DigestKey {
- public:
-  explicit DigestKey(std::string_view digest)
-      : m_size(static_cast<std::uint8_t>(std::min(digest.size(), sizeof m_bytes))) {
-    std::memcpy(m_bytes.data(), digest.data(), m_size);
-  }
-  std::string_view view() const { return {m_bytes.data(), m_size}; }
-  bool operator==(const DigestKey&) const = default;
-
-  struct Hash {
-    std::size_t operator()(const DigestKey& key) const noexcept {
-      std::uint64_t head = 0;
-      std::memcpy(&head, key.m_bytes.data(), sizeof head);
-      return static_cast<std::size_t>(head);
-    }
-  };
-
- private:
-  std::array<char, 32> m_bytes{};
-  std::uint8_t m_size = 0;
-};
-
 // An object the victims reference: its refcount after their eviction, and what they drop.
 struct VictimObject {
+  std::string digest;
   std::int64_t refcount = 0;
   std::uint64_t disk_bytes = 0;
   std::int64_t dropped = 0;
@@ -154,7 +129,7 @@ struct VictimObject {
 struct Plan {
   std::vector<CollectCandidate> orphans;
   std::vector<std::pair<SnapshotRecord, EvictedSnapshot>> evictions;
-  std::unordered_map<DigestKey, VictimObject, DigestKey::Hash> victim_objects;
+  std::unordered_map<std::int64_t, VictimObject> victim_objects;  // by object id
 };
 
 std::uint64_t free_needed(const GcOptions& o, const FsSpace& fs) {
@@ -223,23 +198,23 @@ class Collector {
     // refs are read whole first, so the map's lookups run back to back rather than between
     // SQLite's steps: their time fell from about a third of the plan to a tenth.
     auto& remaining = plan.victim_objects;
-    std::vector<DigestKey> refs;
+    std::vector<std::int64_t> refs;
     for (auto& snap : order) {
       if (met()) break;
       refs.clear();
-      TRY_VOID(m_db.each_ref(snap.row_id, [&](std::string_view digest) { refs.emplace_back(digest); }));
+      TRY_VOID(m_db.each_ref_id(snap.row_id, [&](std::int64_t object) { refs.push_back(object); }));
       EvictedSnapshot ev{snap.name + ":" + snap.tag, to_hex(snap.manifest), snap.last_used_ns, 0, 0, 0};
-      for (const auto& digest : refs) {
-        auto it = remaining.find(digest);
+      for (const auto id : refs) {
+        auto it = remaining.find(id);
         if (it == remaining.end()) {
-          TRY(auto object, m_db.refcount_and_size(digest.view()));
+          TRY(auto object, m_db.object_counts(id));
           if (!object) continue;  // no row, no file: nothing to free
-          it = remaining.emplace(digest, VictimObject{object->refcount, object->disk_bytes}).first;
+          it = remaining.emplace(id, VictimObject{std::move(object->digest), object->refcount, object->disk_bytes}).first;
         }
         it->second.dropped += 1;
         it->second.id_sum += snap.row_id;
         if (--it->second.refcount != 0) continue;
-        TRY(auto removal, removal_of(digest.view()));
+        TRY(auto removal, removal_of(it->second.digest));
         ev.objects += 1;
         ev.bytes += it->second.disk_bytes;
         ev.freed_bytes += removal.freed;
@@ -270,8 +245,7 @@ class Collector {
     for (const auto& [snap, ev] : plan.evictions) victims.emplace_back(snap.row_id, snap.last_used_ns);
     std::vector<Database::DroppedRefs> dropped;
     dropped.reserve(plan.victim_objects.size());
-    for (const auto& [digest, object] : plan.victim_objects)
-      dropped.push_back({digest.view(), object.dropped, object.id_sum});
+    for (const auto& [id, object] : plan.victim_objects) dropped.push_back({id, object.dropped, object.id_sum});
     // The first claim commits with the eviction: one synchronous commit instead of two.
     TRY(auto first, m_db.evict_and_claim(victims, std::move(dropped), m_lease.id(), k_batch));
     for (std::size_t i = 0; i < first.evicted.size(); ++i)

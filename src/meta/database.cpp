@@ -55,7 +55,7 @@ Result<std::vector<SnapshotRecord>> query_snapshots(sqlite3* db, const std::stri
 }  // namespace
 
 struct Database::StatementCache {
-  std::unique_ptr<Statement> has_object, object_state, lookup_stat, refcount_and_size;
+  std::unique_ptr<Statement> has_object, object_state, lookup_stat, object_counts;
 };
 
 Database::Database(sqlite3* db) : m_db(db), m_cache(std::make_unique<StatementCache>()) {}
@@ -182,16 +182,23 @@ Result<ObjectState> Database::object_state(const std::string& digest) {
   return state;
 }
 
-Result<std::optional<Database::RefcountAndSize>> Database::refcount_and_size(std::string_view digest) {
-  auto& s = m_cache->refcount_and_size;
-  if (!s) s = std::make_unique<Statement>(m_db, "SELECT refcount, disk_bytes FROM objects WHERE digest = ?");
-  s->bind_blob(1, digest);
+Result<std::optional<Database::ObjectCounts>> Database::object_counts(std::int64_t id) {
+  auto& s = m_cache->object_counts;
+  if (!s) s = std::make_unique<Statement>(m_db, "SELECT digest, refcount, disk_bytes FROM objects WHERE id = ?");
+  s->bind(1, id);
   auto row = s->step();
-  std::optional<RefcountAndSize> out;
-  if (row && *row) out = RefcountAndSize{s->i64(0), s->u64(1)};
+  std::optional<ObjectCounts> out;
+  if (row && *row) out = ObjectCounts{s->blob(0), s->i64(1), s->u64(2)};
   s->reset();
   if (!row) return std::unexpected(row.error());
   return out;
+}
+
+Result<std::optional<std::int64_t>> Database::object_id(const std::string& digest) {
+  Statement s(m_db, "SELECT id FROM objects WHERE digest = ?");
+  TRY(auto row, s.bind_blob(1, digest).step());
+  if (!row) return std::optional<std::int64_t>{};
+  return std::optional<std::int64_t>{s.i64(0)};
 }
 
 Result<std::vector<ObjectRecord>> Database::all_objects() {
@@ -265,26 +272,27 @@ Result<void> Database::add_snapshot_refs(std::int64_t snapshot, std::size_t coun
                                          const std::function<ObjectRecord(std::size_t)>& row) {
   {
     sql::TriggersOff off(m_db);
-    Statement ref(m_db, "INSERT OR IGNORE INTO refs(snapshot, digest) VALUES(?, ?)");
+    Statement ref(m_db, "INSERT OR IGNORE INTO refs(snapshot, object) SELECT ?, id FROM objects WHERE digest = ?");
     for (std::size_t i = 0; i < count; ++i) TRY_VOID(ref.bind(1, snapshot).bind_blob(2, row(i).digest).run());
   }
   // The trigger's guard: a reference to an object a collector is deleting aborts the commit.
-  Statement collecting(m_db, "SELECT 1 FROM refs r JOIN collecting c ON c.digest = r.digest WHERE r.snapshot = ? LIMIT 1");
+  Statement collecting(m_db, "SELECT 1 FROM refs r JOIN objects o ON o.id = r.object JOIN collecting c ON c.digest = o.digest "
+                             "WHERE r.snapshot = ? LIMIT 1");
   TRY(auto found, collecting.bind(1, snapshot).step());
   if (found) return std::unexpected(make_error(ErrorCode::exists, "database: object is being garbage-collected"));
   // An object only one other snapshot referenced (its ref_sum names it) is no longer unique to it...
   Statement shared(m_db, "UPDATE snapshots SET unique_objects = unique_objects - x.n, unique_bytes = unique_bytes - x.b "
                          "FROM (SELECT o.ref_sum AS id, count(*) AS n, sum(o.disk_bytes) AS b FROM refs r "
-                         "JOIN objects o ON o.digest = r.digest AND o.refcount = 1 "
+                         "JOIN objects o ON o.id = r.object AND o.refcount = 1 "
                          "WHERE r.snapshot = ?1 GROUP BY o.ref_sum) AS x WHERE snapshots.id = x.id");
   TRY_VOID(shared.bind(1, snapshot).run());
   // ...every referenced object gains one reference...
   Statement counts(m_db, "UPDATE objects SET refcount = refcount + 1, ref_sum = ref_sum + ?1 "
-                         "WHERE digest IN (SELECT digest FROM refs WHERE snapshot = ?1)");
+                         "WHERE id IN (SELECT object FROM refs WHERE snapshot = ?1)");
   TRY_VOID(counts.bind(1, snapshot).run());
   // ...and the new snapshot's unique figures are those now referenced once.
   Statement unique(m_db, "UPDATE snapshots SET (unique_objects, unique_bytes) = (SELECT count(*), coalesce(sum(o.disk_bytes), 0) "
-                         "FROM refs r JOIN objects o ON o.digest = r.digest WHERE r.snapshot = ?1 AND o.refcount = 1) "
+                         "FROM refs r JOIN objects o ON o.id = r.object WHERE r.snapshot = ?1 AND o.refcount = 1) "
                          "WHERE id = ?1");
   return unique.bind(1, snapshot).run();
 }
@@ -298,20 +306,20 @@ Result<void> Database::add_snapshot_refs(std::int64_t snapshot, std::size_t coun
 // itself SQLite scanned all of objects and refs for a 100k-ref rm, 0.5 s more on a 400k store.
 Result<void> Database::remove_snapshots(const std::vector<std::int64_t>& snapshots, std::vector<DroppedRefs>* dropped) {
   TRY_VOID(exec("CREATE TEMP TABLE IF NOT EXISTS gone_snapshots(id INTEGER PRIMARY KEY);"
-                "CREATE TEMP TABLE IF NOT EXISTS gone_refs(digest BLOB PRIMARY KEY, k INTEGER NOT NULL, "
-                "ids INTEGER NOT NULL) WITHOUT ROWID;"
+                "CREATE TEMP TABLE IF NOT EXISTS gone_refs(object INTEGER PRIMARY KEY, k INTEGER NOT NULL, "
+                "ids INTEGER NOT NULL);"
                 "DELETE FROM gone_snapshots; DELETE FROM gone_refs;"));
   Statement gone(m_db, "INSERT OR IGNORE INTO gone_snapshots(id) VALUES(?)");
   for (const auto id : snapshots) TRY_VOID(gone.bind(1, id).run());
   if (dropped) {
-    // In digest order, so the inserts append to gone_refs' B-tree. Counting 1.46M refs again
-    // here (GROUP BY: a sort) was 1.3 s of a 2 s eviction at 1M objects; gc's plan had the counts.
-    std::sort(dropped->begin(), dropped->end(), [](const auto& a, const auto& b) { return a.digest < b.digest; });
-    Statement insert(m_db, "INSERT INTO gone_refs(digest, k, ids) VALUES(?, ?, ?)");
-    for (const auto& d : *dropped) TRY_VOID(insert.bind_blob(1, d.digest).bind(2, d.count).bind(3, d.id_sum).run());
+    // In id order, so the inserts append to gone_refs' B-tree. Counting 1.46M refs again here
+    // (GROUP BY: a sort) was 1.3 s of a 2 s eviction at 1M objects; gc's plan had the counts.
+    std::sort(dropped->begin(), dropped->end(), [](const auto& a, const auto& b) { return a.object < b.object; });
+    Statement insert(m_db, "INSERT INTO gone_refs(object, k, ids) VALUES(?, ?, ?)");
+    for (const auto& d : *dropped) TRY_VOID(insert.bind(1, d.object).bind(2, d.count).bind(3, d.id_sum).run());
   } else {
-    Statement count(m_db, "INSERT INTO gone_refs(digest, k, ids) SELECT digest, count(*), sum(snapshot) FROM refs "
-                          "WHERE snapshot IN (SELECT id FROM gone_snapshots) GROUP BY digest");
+    Statement count(m_db, "INSERT INTO gone_refs(object, k, ids) SELECT object, count(*), sum(snapshot) FROM refs "
+                          "WHERE snapshot IN (SELECT id FROM gone_snapshots) GROUP BY object");
     TRY_VOID(count.run());
   }
   // An object left with one reference becomes unique to the snapshot holding it, whose id is
@@ -319,7 +327,7 @@ Result<void> Database::remove_snapshots(const std::vector<std::int64_t>& snapsho
   Statement alone(m_db, "UPDATE snapshots SET unique_objects = unique_objects + x.n, unique_bytes = unique_bytes + x.b "
                         "FROM (SELECT o.ref_sum - g.ids AS id, count(*) AS n, sum(o.disk_bytes) AS b "
                         "FROM gone_refs g CROSS JOIN objects o "
-                        "WHERE o.digest = g.digest AND o.refcount = g.k + 1 "
+                        "WHERE o.id = g.object AND o.refcount = g.k + 1 "
                         "GROUP BY o.ref_sum - g.ids) AS x WHERE snapshots.id = x.id");
   TRY_VOID(alone.run());
   // ...every object loses the dropped references, and one that reaches 0 is orphaned now. The
@@ -327,16 +335,16 @@ Result<void> Database::remove_snapshots(const std::vector<std::int64_t>& snapsho
   // big snapshot): it is off, and one statement adds the new orphans to the totals instead.
   {
     sql::TriggersOff off(m_db);
-    Statement counts(m_db, "UPDATE objects SET refcount = refcount - (SELECT k FROM gone_refs g WHERE g.digest = objects.digest), "
-                           "ref_sum = ref_sum - (SELECT ids FROM gone_refs g WHERE g.digest = objects.digest), "
-                           "orphaned_seq = CASE WHEN refcount = (SELECT k FROM gone_refs g WHERE g.digest = objects.digest) "
+    Statement counts(m_db, "UPDATE objects SET refcount = refcount - (SELECT k FROM gone_refs g WHERE g.object = objects.id), "
+                           "ref_sum = ref_sum - (SELECT ids FROM gone_refs g WHERE g.object = objects.id), "
+                           "orphaned_seq = CASE WHEN refcount = (SELECT k FROM gone_refs g WHERE g.object = objects.id) "
                            "THEN (SELECT seq FROM usage WHERE id = 0) ELSE orphaned_seq END "
-                           "WHERE digest IN (SELECT digest FROM gone_refs)");
+                           "WHERE id IN (SELECT object FROM gone_refs)");
     TRY_VOID(counts.run());
   }
   Statement orphans(m_db, "UPDATE usage SET orphan_objects = orphan_objects + x.n, orphan_bytes = orphan_bytes + x.b "
                           "FROM (SELECT count(*) AS n, coalesce(sum(o.disk_bytes), 0) AS b FROM gone_refs g "
-                          "CROSS JOIN objects o WHERE o.digest = g.digest AND o.refcount = 0) AS x WHERE usage.id = 0");
+                          "CROSS JOIN objects o WHERE o.id = g.object AND o.refcount = 0) AS x WHERE usage.id = 0");
   TRY_VOID(orphans.run());
   // ...and the rows go without refs_removed.
   {

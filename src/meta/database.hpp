@@ -21,7 +21,7 @@
 
 namespace treesnap {
 
-inline constexpr int k_schema_version = 7;
+inline constexpr int k_schema_version = 8;
 
 struct SnapshotRecord {
   std::int64_t row_id = 0;
@@ -186,12 +186,13 @@ class Database {
   // True when the object is recorded and live (referenced by a snapshot).
   Result<bool> has_object(const std::string& digest);
   Result<ObjectState> object_state(const std::string& digest);
-  struct RefcountAndSize {
+  struct ObjectCounts {
+    std::string digest;
     std::int64_t refcount = 0;
     std::uint64_t disk_bytes = 0;
   };
-  // nullopt when the object has no row.
-  Result<std::optional<RefcountAndSize>> refcount_and_size(std::string_view digest);
+  // The object refs name by `id`; nullopt when it has no row.
+  Result<std::optional<ObjectCounts>> object_counts(std::int64_t id);
   // Every recorded object except those being collected.
   Result<std::vector<ObjectRecord>> all_objects();
   // The digest and ranges cached for this file, if its stat still matches and the object is live.
@@ -237,13 +238,17 @@ class Database {
   Result<UsageTotals> usage();
   // Unpinned snapshots, least recently used first.
   Result<std::vector<SnapshotRecord>> eviction_order();
-  // Calls `fn` with each digest a snapshot references, in digest order (a range scan of refs,
-  // no lookup in objects); the view is valid during the call only.
+  // Calls `fn` with each digest a snapshot references; the view is valid during the call only.
   Result<void> each_ref(std::int64_t row_id, const std::function<void(std::string_view digest)>& fn);
+  // Calls `fn` with the id of each object a snapshot references, in id order (a range scan of
+  // refs, no lookup in objects).
+  Result<void> each_ref_id(std::int64_t row_id, const std::function<void(std::int64_t object)>& fn);
+  // The id refs use for an object; nullopt when it has no row.
+  Result<std::optional<std::int64_t>> object_id(const std::string& digest);
   // What removing a set of snapshots takes from one object: `count` references whose snapshot
   // ids sum to `id_sum`.
   struct DroppedRefs {
-    std::string_view digest;
+    std::int64_t object = 0;
     std::int64_t count = 0;
     std::int64_t id_sum = 0;
   };

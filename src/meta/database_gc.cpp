@@ -45,12 +45,22 @@ Result<std::vector<SnapshotRecord>> Database::eviction_order() {
 }
 
 Result<void> Database::each_ref(std::int64_t row_id, const std::function<void(std::string_view)>& fn) {
-  Statement s(m_db, "SELECT digest FROM refs WHERE snapshot = ?");
+  Statement s(m_db, "SELECT o.digest FROM refs r JOIN objects o ON o.id = r.object WHERE r.snapshot = ?");
   s.bind(1, row_id);
   for (;;) {
     TRY(auto row, s.step());
     if (!row) return {};
     fn(s.blob_view(0));
+  }
+}
+
+Result<void> Database::each_ref_id(std::int64_t row_id, const std::function<void(std::int64_t)>& fn) {
+  Statement s(m_db, "SELECT object FROM refs WHERE snapshot = ?");
+  s.bind(1, row_id);
+  for (;;) {
+    TRY(auto row, s.step());
+    if (!row) return {};
+    fn(s.i64(0));
   }
 }
 

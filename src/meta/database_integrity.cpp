@@ -219,7 +219,8 @@ Result<std::map<std::string, std::vector<SnapshotRecord>>> Database::snapshots_r
                 "DELETE FROM wanted_digests;"));
   Statement wanted(m_db, "INSERT OR IGNORE INTO wanted_digests(digest) VALUES(?)");
   for (const auto& d : digests) TRY_VOID(wanted.bind_blob(1, d).run());
-  Statement s(m_db, "SELECT digest, snapshot FROM refs WHERE digest IN (SELECT digest FROM wanted_digests)");
+  Statement s(m_db, "SELECT o.digest, r.snapshot FROM refs r JOIN objects o ON o.id = r.object "
+                    "WHERE r.object IN (SELECT w.id FROM wanted_digests d JOIN objects w ON w.digest = d.digest)");
   TRY(auto refs, sql::collect_rows(s, [](const Statement& r) { return std::pair{r.blob(0), r.i64(1)}; }));
   TRY_VOID(exec("DELETE FROM wanted_digests"));
   TRY(auto all, list_snapshots());

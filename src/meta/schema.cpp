@@ -261,12 +261,86 @@ END;
 UPDATE store_info SET value = '7' WHERE key = 'schema_version';
 )sql";
 
+// Version 8 (object ids): objects get an integer id in the order they were first recorded, and
+// refs name objects by it instead of by digest. The digest is random, so the refcount updates of
+// an rm or an eviction landed on random pages of the objects B-tree: removing 100k of 1M objects
+// rewrote nearly all of its pages (0.7 s of updates and a WAL of the whole table). A snapshot's
+// objects were mostly recorded together, by it or by the version before it, so by id they are
+// neighbours and the same updates touch a tenth of the pages (measured: 0.69 s -> 0.08 s). refs
+// rows shrink from 40 to ~10 bytes. Lookups by digest go through the digest's unique index.
+// Ids are never kept outside refs, and an object with refs is never deleted, so an id SQLite
+// hands out again after the highest row went cannot be mistaken for the old object. The unused
+// objects.collector column goes. Self-contained, so it can be renumbered.
+constexpr const char* k_migrate_v8 = R"sql(
+CREATE TABLE objects_v8(
+  id INTEGER PRIMARY KEY, digest BLOB NOT NULL UNIQUE, size INTEGER NOT NULL,
+  created_ns INTEGER NOT NULL, last_used_ns INTEGER NOT NULL, refcount INTEGER NOT NULL DEFAULT 0,
+  disk_bytes INTEGER NOT NULL DEFAULT 0, orphaned_seq INTEGER NOT NULL DEFAULT 0,
+  quarantined_ns INTEGER NOT NULL DEFAULT 0, ref_sum INTEGER NOT NULL DEFAULT 0);
+INSERT INTO objects_v8(digest, size, created_ns, last_used_ns, refcount, disk_bytes, orphaned_seq, quarantined_ns, ref_sum)
+  SELECT digest, size, created_ns, last_used_ns, refcount, disk_bytes, orphaned_seq, quarantined_ns, ref_sum
+  FROM objects ORDER BY created_ns, digest;
+CREATE TABLE refs_v8(
+  snapshot INTEGER NOT NULL, object INTEGER NOT NULL, PRIMARY KEY(snapshot, object)) WITHOUT ROWID;
+INSERT INTO refs_v8(snapshot, object)
+  SELECT r.snapshot, o.id FROM refs r JOIN objects_v8 o ON o.digest = r.digest ORDER BY r.snapshot, o.id;
+DROP TABLE refs;
+DROP TABLE objects;
+ALTER TABLE objects_v8 RENAME TO objects;
+ALTER TABLE refs_v8 RENAME TO refs;
+CREATE INDEX objects_orphans ON objects(orphaned_seq) WHERE refcount = 0;
+
+CREATE TRIGGER objects_added AFTER INSERT ON objects BEGIN
+  UPDATE usage SET objects = objects + 1, disk_bytes = disk_bytes + NEW.disk_bytes,
+    orphan_objects = orphan_objects + (NEW.refcount <= 0),
+    orphan_bytes = orphan_bytes + (CASE WHEN NEW.refcount <= 0 THEN NEW.disk_bytes ELSE 0 END);
+END;
+CREATE TRIGGER objects_removed AFTER DELETE ON objects BEGIN
+  UPDATE usage SET objects = objects - 1, disk_bytes = disk_bytes - OLD.disk_bytes,
+    orphan_objects = orphan_objects - (OLD.refcount <= 0),
+    orphan_bytes = orphan_bytes - (CASE WHEN OLD.refcount <= 0 THEN OLD.disk_bytes ELSE 0 END);
+END;
+CREATE TRIGGER objects_orphaned AFTER UPDATE OF refcount ON objects
+WHEN (OLD.refcount <= 0) != (NEW.refcount <= 0) BEGIN
+  UPDATE usage SET
+    orphan_objects = orphan_objects + (CASE WHEN NEW.refcount <= 0 THEN 1 ELSE -1 END),
+    orphan_bytes = orphan_bytes + (CASE WHEN NEW.refcount <= 0 THEN NEW.disk_bytes ELSE -NEW.disk_bytes END);
+END;
+CREATE TRIGGER objects_integrity_removed AFTER DELETE ON objects BEGIN
+  DELETE FROM fingerprints WHERE digest = OLD.digest;
+  DELETE FROM quarantine WHERE digest = OLD.digest;
+END;
+CREATE TRIGGER refs_added AFTER INSERT ON refs BEGIN
+  SELECT RAISE(ABORT, 'object is being garbage-collected')
+    WHERE EXISTS (SELECT 1 FROM collecting c JOIN objects o ON o.digest = c.digest WHERE o.id = NEW.object);
+  UPDATE objects SET refcount = refcount + 1, ref_sum = ref_sum + NEW.snapshot WHERE id = NEW.object;
+  UPDATE snapshots SET unique_objects = unique_objects + 1,
+      unique_bytes = unique_bytes + (SELECT disk_bytes FROM objects WHERE id = NEW.object)
+    WHERE id = NEW.snapshot AND (SELECT refcount FROM objects WHERE id = NEW.object) = 1;
+  UPDATE snapshots SET unique_objects = unique_objects - 1,
+      unique_bytes = unique_bytes - (SELECT disk_bytes FROM objects WHERE id = NEW.object)
+    WHERE id = (SELECT ref_sum - NEW.snapshot FROM objects WHERE id = NEW.object AND refcount = 2);
+END;
+CREATE TRIGGER refs_removed AFTER DELETE ON refs BEGIN
+  UPDATE objects SET refcount = refcount - 1, ref_sum = ref_sum - OLD.snapshot,
+      orphaned_seq = CASE WHEN refcount = 1 THEN (SELECT seq FROM usage) ELSE orphaned_seq END
+    WHERE id = OLD.object;
+  UPDATE snapshots SET unique_objects = unique_objects - 1,
+      unique_bytes = unique_bytes - (SELECT disk_bytes FROM objects WHERE id = OLD.object)
+    WHERE id = OLD.snapshot AND (SELECT refcount FROM objects WHERE id = OLD.object) = 0;
+  UPDATE snapshots SET unique_objects = unique_objects + 1,
+      unique_bytes = unique_bytes + (SELECT disk_bytes FROM objects WHERE id = OLD.object)
+    WHERE id = (SELECT ref_sum FROM objects WHERE id = OLD.object AND refcount = 1);
+END;
+UPDATE store_info SET value = '8' WHERE key = 'schema_version';
+)sql";
+
 struct Migration {
   int to_version;
   const char* sql;
 };
 constexpr Migration k_migrations[] = {{2, k_migrate_v2}, {3, k_migrate_v3}, {4, k_migrate_v4}, {5, k_migrate_v5},
-                                      {6, k_migrate_v6}, {7, k_migrate_v7}};
+                                      {6, k_migrate_v6}, {7, k_migrate_v7}, {8, k_migrate_v8}};
 
 Result<int> recorded_version(sqlite3* db) {
   sql::Statement s(db, "SELECT value FROM store_info WHERE key = 'schema_version'");

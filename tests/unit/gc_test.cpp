@@ -106,13 +106,13 @@ class GcTest : public test::StoreTest {
   // Rows whose kept figures differ from a recount from refs: refcounts and ref_sums, snapshots' unique
   // figures, and the usage row. 0 when the triggers and the bulk path of commit agree.
   std::int64_t miscounted() {
-    const std::string unique = "(SELECT count(*) FROM refs r JOIN objects o ON o.digest = r.digest "
+    const std::string unique = "(SELECT count(*) FROM refs r JOIN objects o ON o.id = r.object "
                                "WHERE r.snapshot = s.id AND o.refcount = 1)";
     const std::string unique_bytes = "(SELECT coalesce(sum(o.disk_bytes), 0) FROM refs r JOIN objects o "
-                                     "ON o.digest = r.digest WHERE r.snapshot = s.id AND o.refcount = 1)";
+                                     "ON o.id = r.object WHERE r.snapshot = s.id AND o.refcount = 1)";
     return query("SELECT count(*) FROM objects o LEFT JOIN "
-                 "(SELECT digest, count(*) AS n, sum(snapshot) AS ids FROM refs GROUP BY digest) AS x "
-                 "ON x.digest = o.digest WHERE o.refcount >= 0 AND "
+                 "(SELECT object, count(*) AS n, sum(snapshot) AS ids FROM refs GROUP BY object) AS x "
+                 "ON x.object = o.id WHERE o.refcount >= 0 AND "
                  "(o.refcount != coalesce(x.n, 0) OR o.ref_sum != coalesce(x.ids, 0))") +
            query(fmt::format("SELECT count(*) FROM snapshots s WHERE unique_objects != {} OR unique_bytes != {}",
                              unique, unique_bytes)) +
@@ -218,7 +218,9 @@ TEST_F(GcTest, EvictionRecountsDroppedRefsWhenAVictimWasUsedSinceThePlan) {
   ASSERT_TRUE(ok(db));
   // Deliberately wrong counts: taking them would leave `shared` with refcount 2 - 5.
   const std::string shared_digest = sha(shared);
-  std::vector<Database::DroppedRefs> wrong{{shared_digest, 5, a + b + 99}};
+  auto shared_id = db->object_id(shared_digest);
+  ASSERT_TRUE(ok(shared_id) && shared_id->has_value());
+  std::vector<Database::DroppedRefs> wrong{{**shared_id, 5, a + b + 99}};
   auto evicted = db->evict_snapshots({{a, a_used}, {b, b_used + 1}}, wrong);  // b "used since"
   ASSERT_TRUE(ok(evicted));
   EXPECT_EQ(*evicted, (std::vector<bool>{true, false}));
