@@ -112,13 +112,13 @@ int generate(const std::string& root, std::uint64_t objects, std::uint64_t snaps
     SnapshotRecord record;
     record.name = is_big ? fmt::format("big{}", s - windows + 1) : fmt::format("s{:04}", s);
     record.tag = "v1";
-    record.manifest = check(store.put_bytes(fmt::format("manifest of {} ({} entries from {})", record.name, count, first)),
-                            "put manifest");
+    const std::string manifest = fmt::format("manifest of {} ({} entries from {})", record.name, count, first);
+    record.manifest = check(store.put_bytes(manifest), "put manifest");
     record.created_ns = record.last_used_ns = t0 + static_cast<std::int64_t>(s) * 1'000'000'000;
     record.entries = record.files = count;
     for (std::uint64_t i = first; i < first + count; ++i) record.bytes += 16 + i % 49;
     auto row = [&](std::size_t i) {
-      if (i == count) return ObjectRecord{record.manifest, 64, 4096, std::nullopt, {}};
+      if (i == count) return ObjectRecord{record.manifest, manifest.size(), 4096, std::nullopt, {}};
       const std::uint64_t o = first + i;
       return ObjectRecord{digests[o], 16 + o % 49, 4096, std::nullopt, {}};
     };
