@@ -92,6 +92,31 @@ void random_ref_change(sqlite3* db, std::mt19937& rng, int snapshots, int object
   exec(db, ref_change(db, rng() % 3 != 0, snapshot, object).c_str());
 }
 
+// Objects x'05'..x'NN' (`objects`) and x'00', snapshots 3..`snapshots`, beside the version-1
+// rows; `reverse_recording` records the objects in the reverse of their digests' order.
+void add_pool(sqlite3* db, int snapshots, int objects, bool reverse_recording) {
+  for (int i = 5; i <= objects; ++i)
+    exec(db, fmt::format("INSERT INTO objects(digest, size, created_ns, last_used_ns, disk_bytes) "
+                         "VALUES(x'{:02x}', {}, {}, 1, {})", i, 1000 * i, reverse_recording ? 1000 - i : 1,
+                         4096 * (1 + i % 4)).c_str());
+  exec(db, fmt::format("INSERT INTO objects(digest, size, created_ns, last_used_ns, disk_bytes) "
+                       "VALUES(x'00', 1, {}, 1, 4096)", reverse_recording ? 5000 : 1).c_str());
+  for (int id = 3; id <= snapshots; ++id)
+    exec(db, fmt::format("INSERT INTO snapshots(id, name, tag, manifest, created_ns, last_used_ns, entries, files, "
+                         "bytes, new_objects, new_bytes) VALUES({0}, 's{0}', 'latest', x'01', 1, 1, 0, 0, 0, 0, 0)", id)
+                 .c_str());
+}
+
+// The first column of the first row as text ("" for none or NULL).
+std::string text_of(sqlite3* db, const char* sql) {
+  sqlite3_stmt* s = nullptr;
+  EXPECT_EQ(sqlite3_prepare_v2(db, sql, -1, &s, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+  std::string out = sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0)
+                        ? reinterpret_cast<const char*>(sqlite3_column_text(s, 0)) : "";
+  sqlite3_finalize(s);
+  return out;
+}
+
 unsigned test_seed() {
   const unsigned seed = std::random_device{}();
   std::printf("[  SEED    ] %u\n", seed);
@@ -158,24 +183,11 @@ TEST_F(SchemaTest, MigratesAVersion5DatabaseWithRefSumsARecountGives) {
   ASSERT_TRUE(ok(migrate_schema(raw, 1, 5)));
   EXPECT_EQ(query(raw, "SELECT value FROM store_info WHERE key = 'schema_version'"), 5);
   constexpr int k_snapshots = 8, k_objects = 40;
-  for (int i = 5; i <= k_objects; ++i)
-    exec(raw, fmt::format("INSERT INTO objects(digest, size, created_ns, last_used_ns, disk_bytes) "
-                          "VALUES(x'{:02x}', {}, 1, 1, {})", i, 1000 * i, 4096 * (1 + i % 4)).c_str());
-  exec(raw, "INSERT INTO objects(digest, size, created_ns, last_used_ns, disk_bytes) VALUES(x'00', 1, 1, 1, 4096)");
-  for (int id = 3; id <= k_snapshots; ++id)
-    exec(raw, fmt::format("INSERT INTO snapshots(id, name, tag, manifest, created_ns, last_used_ns, entries, files, "
-                          "bytes, new_objects, new_bytes) VALUES({0}, 's{0}', 'latest', x'01', 1, 1, 0, 0, 0, 0, 0)", id)
-                  .c_str());
+  add_pool(raw, k_snapshots, k_objects, false);
   for (int i = 0; i < 400; ++i) random_ref_change(raw, rng, k_snapshots, k_objects + 1);
   const std::string figures = "SELECT group_concat(id || ':' || unique_objects || ':' || unique_bytes, ',') "
                               "FROM (SELECT * FROM snapshots ORDER BY id)";
-  sqlite3_stmt* s = nullptr;
-  auto text = [&](const char* sql) {
-    EXPECT_EQ(sqlite3_prepare_v2(raw, sql, -1, &s, nullptr), SQLITE_OK);
-    std::string out = sqlite3_step(s) == SQLITE_ROW ? reinterpret_cast<const char*>(sqlite3_column_text(s, 0)) : "";
-    sqlite3_finalize(s);
-    return out;
-  };
+  auto text = [&](const char* sql) { return text_of(raw, sql); };
   const std::string before = text(figures.c_str());
   const std::int64_t multiply_referenced = query(raw, "SELECT count(*) FROM objects WHERE refcount >= 2");
   sqlite3_close(raw);
@@ -252,25 +264,10 @@ TEST_F(SchemaTest, MigratesAVersion7DatabaseToObjectIdsInTheOrderObjectsWereReco
   exec(raw, k_v1);
   ASSERT_TRUE(ok(migrate_schema(raw, 1, 7)));
   constexpr int k_snapshots = 6, k_objects = 40;
-  // Recorded in the reverse of their digests' order.
-  for (int i = 5; i <= k_objects; ++i)
-    exec(raw, fmt::format("INSERT INTO objects(digest, size, created_ns, last_used_ns, disk_bytes) "
-                          "VALUES(x'{:02x}', {}, {}, 1, {})", i, 1000 * i, 1000 - i, 4096 * (1 + i % 4)).c_str());
-  exec(raw, "INSERT INTO objects(digest, size, created_ns, last_used_ns, disk_bytes) VALUES(x'00', 1, 5000, 1, 4096)");
-  for (int id = 3; id <= k_snapshots; ++id)
-    exec(raw, fmt::format("INSERT INTO snapshots(id, name, tag, manifest, created_ns, last_used_ns, entries, files, "
-                          "bytes, new_objects, new_bytes) VALUES({0}, 's{0}', 'latest', x'01', 1, 1, 0, 0, 0, 0, 0)", id)
-                  .c_str());
+  add_pool(raw, k_snapshots, k_objects, true);  // ids must not follow the digests
   for (int i = 0; i < 300; ++i) random_ref_change(raw, rng, k_snapshots, k_objects + 1);
   exec(raw, "INSERT INTO collecting(digest, collector, disk_bytes) VALUES(x'f0', 42, 8192)");
-  auto text = [&](const char* sql) {
-    sqlite3_stmt* s = nullptr;
-    EXPECT_EQ(sqlite3_prepare_v2(raw, sql, -1, &s, nullptr), SQLITE_OK) << sqlite3_errmsg(raw);
-    std::string out = sqlite3_step(s) == SQLITE_ROW && sqlite3_column_text(s, 0)
-                          ? reinterpret_cast<const char*>(sqlite3_column_text(s, 0)) : "";
-    sqlite3_finalize(s);
-    return out;
-  };
+  auto text = [&](const char* sql) { return text_of(raw, sql); };
   const char* figures = "SELECT group_concat(id || ':' || unique_objects || ':' || unique_bytes, ',') "
                         "FROM (SELECT * FROM snapshots ORDER BY id)";
   const char* usage = "SELECT objects || ':' || disk_bytes || ':' || orphan_objects || ':' || orphan_bytes FROM usage";
